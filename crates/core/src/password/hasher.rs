@@ -1,0 +1,189 @@
+//! Hashing and verifying passwords.
+//!
+//! New hashes are Argon2id PHC strings with the configured parameters. Verification accepts any
+//! Argon2 PHC string (passlib and argon2-cffi write the same format) and bcrypt (`$2a$`/`$2b$`/
+//! `$2y$`) for imported accounts, and reports when the stored hash should be replaced by one with
+//! the current parameters. Everything here is CPU-bound and blocking: call it from the [`HashPool`]
+//! (crate::password::HashPool), never from an async task.
+use std::sync::OnceLock;
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
+use serde::Deserialize;
+
+/// Argon2id cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct Argon2Params {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes over memory.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Params {
+    /// The guide's (and the Python original's) parameters: 100 MiB, 2 passes, 8 lanes.
+    fn default() -> Self {
+        Self { memory_kib: 102_400, iterations: 2, parallelism: 8 }
+    }
+}
+
+impl Argon2Params {
+    /// Checks the parameters against Argon2's own limits, so a bad configuration fails at start-up
+    /// rather than at the first login.
+    pub fn validate(&self) -> Result<(), String> {
+        Params::new(self.memory_kib, self.iterations, self.parallelism, Some(OUTPUT_LEN))
+            .map(|_| ())
+            .map_err(|e| format!("invalid Argon2 parameters: {e}"))
+    }
+}
+
+/// 32-byte digest and 16-byte salt: what passlib wrote, so old and new hashes look alike.
+const OUTPUT_LEN: usize = 32;
+const SALT_LEN: usize = 16;
+
+/// The result of checking a password against a stored hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    Invalid,
+    Valid,
+    /// Correct, but the stored hash is not Argon2id with the current parameters.
+    ValidNeedsRehash,
+}
+
+/// Hashes and verifies passwords with the configured Argon2id parameters.
+#[derive(Debug)]
+pub struct PasswordHasher {
+    params: Argon2Params,
+    argon: Argon2<'static>,
+    /// A hash of a random password, made once, for verifying unknown emails in the same time as
+    /// known ones.
+    dummy: OnceLock<String>,
+}
+
+impl PasswordHasher {
+    pub fn new(params: Argon2Params) -> Result<Self, String> {
+        let p = Params::new(params.memory_kib, params.iterations, params.parallelism, Some(OUTPUT_LEN))
+            .map_err(|e| format!("invalid Argon2 parameters: {e}"))?;
+        Ok(Self {
+            params,
+            argon: Argon2::new(Algorithm::Argon2id, Version::V0x13, p),
+            dummy: OnceLock::new(),
+        })
+    }
+
+    pub fn params(&self) -> Argon2Params {
+        self.params
+    }
+
+    /// Hashes `password` into an Argon2id PHC string with a fresh random salt.
+    pub fn hash(&self, password: &str) -> Result<String, argon2::password_hash::Error> {
+        let mut salt = [0u8; SALT_LEN];
+        rand::fill(&mut salt);
+        Ok(self.argon.hash_password_with_salt(password.as_bytes(), &salt)?.to_string())
+    }
+
+    /// Checks `password` against `stored`. A hash that cannot be parsed never verifies.
+    pub fn verify(&self, password: &str, stored: &str) -> Verification {
+        if stored.starts_with("$2") {
+            return match bcrypt::verify(password, stored) {
+                Ok(true) => Verification::ValidNeedsRehash,
+                _ => Verification::Invalid,
+            };
+        }
+        let Ok(parsed) = PasswordHash::new(stored) else {
+            return Verification::Invalid;
+        };
+        // Argon2::verify_password takes algorithm, version and costs from the hash itself.
+        if self.argon.verify_password(password.as_bytes(), &parsed).is_err() {
+            return Verification::Invalid;
+        }
+        if self.is_current(&parsed) { Verification::Valid } else { Verification::ValidNeedsRehash }
+    }
+
+    /// Spends the same work as verifying a real account's password, and always fails. Used for
+    /// unknown emails so that response time does not reveal whether an account exists.
+    pub fn verify_dummy(&self, password: &str) -> Verification {
+        let dummy = self.dummy.get_or_init(|| {
+            let mut random = [0u8; 24];
+            rand::fill(&mut random);
+            self.hash(&format!("{random:?}")).unwrap_or_default()
+        });
+        let _ = self.verify(password, dummy);
+        Verification::Invalid
+    }
+
+    /// Makes the dummy hash now, so the first unknown-email login costs one hash, not two.
+    pub fn warm_up(&self) {
+        let _ = self.verify_dummy("");
+    }
+
+    fn is_current(&self, h: &PasswordHash) -> bool {
+        let same_alg = h.algorithm.as_str() == "argon2id" && h.version == Some(0x13);
+        let same_len = h.hash.as_ref().map(|o| o.len()) == Some(OUTPUT_LEN);
+        match Params::try_from(h) {
+            Ok(p) => {
+                same_alg
+                    && same_len
+                    && p.m_cost() == self.params.memory_kib
+                    && p.t_cost() == self.params.iterations
+                    && p.p_cost() == self.params.parallelism
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> PasswordHasher {
+        PasswordHasher::new(Argon2Params { memory_kib: 8192, iterations: 1, parallelism: 1 })
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_fresh_hash_verifies_and_is_current() {
+        let h = tiny();
+        let stored = h.hash("TestPass123!").unwrap_or_default();
+        assert!(stored.starts_with("$argon2id$v=19$m=8192,t=1,p=1$"), "{stored}");
+        assert_eq!(h.verify("TestPass123!", &stored), Verification::Valid);
+        assert_eq!(h.verify("TestPass123?", &stored), Verification::Invalid);
+    }
+
+    #[test]
+    fn salts_differ_between_hashes() {
+        let h = tiny();
+        assert_ne!(h.hash("same").ok(), h.hash("same").ok());
+    }
+
+    #[test]
+    fn other_parameters_verify_but_ask_for_a_rehash() {
+        let old = PasswordHasher::new(Argon2Params { memory_kib: 8192, iterations: 2, parallelism: 1 })
+            .unwrap_or_else(|e| panic!("{e}"));
+        let stored = old.hash("TestPass123!").unwrap_or_default();
+        assert_eq!(tiny().verify("TestPass123!", &stored), Verification::ValidNeedsRehash);
+        assert_eq!(tiny().verify("wrong", &stored), Verification::Invalid);
+    }
+
+    #[test]
+    fn garbage_never_verifies() {
+        let h = tiny();
+        for stored in ["", "$argon2id$", "plaintext", "$2b$12$short", "$argon2id$v=19$m=8,t=1,p=1$AAAA$AAAA"] {
+            assert_eq!(h.verify("x", stored), Verification::Invalid, "{stored}");
+        }
+    }
+
+    #[test]
+    fn the_dummy_never_verifies() {
+        assert_eq!(tiny().verify_dummy(""), Verification::Invalid);
+    }
+
+    #[test]
+    fn out_of_range_parameters_are_refused() {
+        assert!(PasswordHasher::new(Argon2Params { memory_kib: 1, iterations: 1, parallelism: 1 }).is_err());
+        assert!(Argon2Params { memory_kib: 8192, iterations: 0, parallelism: 1 }.validate().is_err());
+    }
+}

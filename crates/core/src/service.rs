@@ -1,0 +1,462 @@
+//! The auth service: the use cases (register, login, refresh, logout, authenticate) written once,
+//! over any [`Store`].
+//!
+//! It owns the rules of DESIGN.md: one error for wrong email and wrong password, a dummy hash for
+//! unknown emails, hashing only on the [`HashPool`], refresh rotation with a reuse grace window and
+//! theft detection, and bearer tokens that die with their session.
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::email::Email;
+use crate::error::{AuthError, StoreError};
+use crate::model::{AuditEvent, NewSession, NewUser, RevokeReason, Session, SessionId, User};
+use crate::password::{HashPool, PasswordHasher, PasswordPolicy, PoolBusy, Verification};
+use crate::store::Store;
+use crate::tokens::{AccessClaims, AccessTokens, RefreshToken, RefreshTokens};
+
+/// Longest accepted display name, in characters.
+const MAX_NAME_CHARS: usize = 255;
+/// Longest accepted password at login (the policy's cap): bounds the work an attacker can ask for.
+use crate::password::MAX_PASSWORD_BYTES;
+/// What a 503 from a full hashing queue tells the client to wait.
+const BUSY_RETRY_AFTER: StdDuration = StdDuration::from_secs(1);
+
+/// Which sessions a detected refresh-token replay ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TheftScope {
+    /// Every session of the user (the default: the thief may have more than one token).
+    User,
+    /// Only the session whose chain was replayed.
+    Session,
+}
+
+/// Tunables of the service. Defaults are DESIGN.md's.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub refresh_ttl: Duration,
+    /// How long the previous refresh token still returns the current one (lost responses, tabs).
+    pub reuse_grace: Duration,
+    pub theft_scope: TheftScope,
+    pub require_verified_email: bool,
+    pub policy: PasswordPolicy,
+    /// The tenant tokens are bound to; `None` for a single-tenant deployment.
+    pub tenant: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            refresh_ttl: Duration::days(30),
+            reuse_grace: Duration::seconds(10),
+            theft_scope: TheftScope::User,
+            require_verified_email: false,
+            policy: PasswordPolicy::default(),
+            tenant: None,
+        }
+    }
+}
+
+/// Who is calling, as far as the network can tell.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// A fresh token pair.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What register and login return.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub user: User,
+    pub session: SessionId,
+    pub tokens: Tokens,
+}
+
+/// The caller behind a valid bearer token.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user: User,
+    pub session: Session,
+    pub claims: AccessClaims,
+}
+
+/// What logout was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct LogoutRequest<'a> {
+    pub principal: Option<&'a Principal>,
+    pub refresh_token: Option<&'a str>,
+    pub all: bool,
+}
+
+/// The service. Cheap to clone: every part is shared.
+#[derive(Clone)]
+pub struct AuthService {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    hasher: Arc<PasswordHasher>,
+    pool: HashPool,
+    access: Arc<AccessTokens>,
+    refresh: RefreshTokens,
+    settings: Arc<Settings>,
+}
+
+impl std::fmt::Debug for AuthService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthService").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+impl AuthService {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        hasher: Arc<PasswordHasher>,
+        pool: HashPool,
+        access: AccessTokens,
+        refresh: RefreshTokens,
+        settings: Settings,
+    ) -> Self {
+        Self { store, clock, hasher, pool, access: Arc::new(access), refresh, settings: Arc::new(settings) }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn pool(&self) -> &HashPool {
+        &self.pool
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    fn tenant(&self) -> &str {
+        self.settings.tenant.as_deref().unwrap_or("")
+    }
+
+    /// Makes the dummy hash on the pool in the background, so start-up does not wait for it.
+    pub fn warm_up(&self) {
+        let hasher = Arc::clone(&self.hasher);
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let _ = pool.run(move || hasher.warm_up()).await;
+        });
+    }
+
+    pub async fn register(
+        &self,
+        email: &str,
+        password: &str,
+        name: Option<&str>,
+        client: &ClientInfo,
+    ) -> Result<Authenticated, AuthError> {
+        let email = Email::parse(email)?;
+        let violations = self.settings.policy.violations(password);
+        if !violations.is_empty() {
+            return Err(AuthError::validation(
+                "password",
+                format!("Password does not meet security requirements: needs {}", violations.join(", ")),
+            ));
+        }
+        let name = clean_name(name)?;
+        let hasher = Arc::clone(&self.hasher);
+        let pw = password.to_owned();
+        let hash = self.on_pool(move || hasher.hash(&pw)).await?.map_err(AuthError::internal)?;
+        let now = self.clock.now();
+        let user = self
+            .store
+            .insert_user(NewUser { id: Uuid::new_v4(), email, password_hash: hash, name, now })
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict => AuthError::EmailAlreadyExists,
+                other => other.into(),
+            })?;
+        self.audit("register", Some(user.id), None, client, json!({})).await;
+        self.start_session(user, client).await
+    }
+
+    pub async fn login(&self, email: &str, password: &str, client: &ClientInfo) -> Result<Authenticated, AuthError> {
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(AuthError::validation("password", format!("Password is longer than {MAX_PASSWORD_BYTES} bytes")));
+        }
+        // An email that cannot even be parsed is treated like an unknown one: same work, same answer.
+        let user = match Email::parse(email) {
+            Ok(email) => self.store.user_by_email(&email).await?,
+            Err(_) => None,
+        };
+        let hasher = Arc::clone(&self.hasher);
+        let pw = password.to_owned();
+        let Some(user) = user else {
+            self.on_pool(move || hasher.verify_dummy(&pw)).await?;
+            self.audit("login_failed", None, None, client, json!({"reason": "unknown_email"})).await;
+            return Err(AuthError::InvalidCredentials);
+        };
+        let stored = user.password_hash.clone();
+        // Verify and, when the stored hash is outdated, re-hash in the same pool job: a login never
+        // queues twice.
+        let (verdict, rehashed) = self
+            .on_pool(move || {
+                let verdict = hasher.verify(&pw, &stored);
+                let rehashed = (verdict == Verification::ValidNeedsRehash).then(|| hasher.hash(&pw).ok()).flatten();
+                (verdict, rehashed)
+            })
+            .await?;
+        if verdict == Verification::Invalid {
+            self.audit("login_failed", Some(user.id), None, client, json!({"reason": "bad_password"})).await;
+            return Err(AuthError::InvalidCredentials);
+        }
+        if !user.is_active {
+            self.audit("login_refused", Some(user.id), None, client, json!({"reason": "disabled"})).await;
+            return Err(AuthError::AccountDisabled);
+        }
+        if self.settings.require_verified_email && !user.email_verified {
+            return Err(AuthError::EmailNotVerified);
+        }
+        let mut user = user;
+        if let Some(hash) = rehashed {
+            let now = self.clock.now();
+            self.store.set_password_hash(user.id, &hash, now).await?;
+            user.password_hash = hash;
+            user.updated_at = now;
+            self.audit("password_rehashed", Some(user.id), None, client, json!({})).await;
+        }
+        let out = self.start_session(user, client).await?;
+        self.audit("login_succeeded", Some(out.user.id), Some(out.session), client, json!({})).await;
+        Ok(out)
+    }
+
+    async fn start_session(&self, user: User, client: &ClientInfo) -> Result<Authenticated, AuthError> {
+        let now = self.clock.now();
+        let session = self
+            .store
+            .insert_session(NewSession {
+                id: SessionId::new(),
+                user_id: user.id,
+                token_family: Uuid::new_v4(),
+                now,
+                expires_at: now + self.settings.refresh_ttl,
+                user_agent: client.user_agent.clone(),
+                ip_address: client.ip.clone(),
+            })
+            .await?;
+        let tokens = self.tokens_for(&user, &session, now)?;
+        Ok(Authenticated { user, session: session.id, tokens })
+    }
+
+    fn tokens_for(&self, user: &User, session: &Session, now: DateTime<Utc>) -> Result<Tokens, AuthError> {
+        let (access_token, expires_at) = self.access.issue(
+            user.id,
+            session.id,
+            &user.roles,
+            &user.permissions,
+            self.settings.tenant.as_deref(),
+            now,
+        )?;
+        let refresh_token =
+            self.refresh.mint(RefreshToken { session: session.id, counter: session.refresh_counter }, self.tenant());
+        Ok(Tokens { access_token, refresh_token, expires_at })
+    }
+
+    /// Exchanges a refresh token for a new pair. See the module docs of `tokens::refresh` for the
+    /// chain; the decision table is:
+    ///
+    /// | presented counter vs. row | result |
+    /// |---|---|
+    /// | equal, session live, user active | rotate (one conditional UPDATE) |
+    /// | one behind, rotated within the grace window | the current token again, no fork |
+    /// | behind otherwise | theft: revoke per [`TheftScope`], 403 |
+    /// | session revoked, expired or unknown | 401 INVALID_TOKEN |
+    pub async fn refresh(&self, token: &str, client: &ClientInfo) -> Result<Tokens, AuthError> {
+        let presented = self.refresh.parse(token, self.tenant())?;
+        let now = self.clock.now();
+        let expires_at = now + self.settings.refresh_ttl;
+        if let Some((session, user)) =
+            self.store.rotate_refresh(presented.session, presented.counter, now, expires_at).await?
+        {
+            return self.tokens_for(&user, &session, now);
+        }
+        // Nothing rotated: find out why.
+        let Some((session, user)) = self.store.session_with_user(presented.session).await? else {
+            return Err(AuthError::InvalidToken("unknown session"));
+        };
+        if session.revoked_at.is_some() {
+            return Err(AuthError::InvalidToken("session revoked"));
+        }
+        if session.expires_at <= now {
+            return Err(AuthError::InvalidToken("refresh token expired"));
+        }
+        if !user.is_active {
+            return Err(AuthError::AccountDisabled);
+        }
+        if presented.counter > session.refresh_counter {
+            // A valid MAC over a counter we never issued: only possible with the key.
+            return Err(AuthError::InvalidToken("unknown refresh token"));
+        }
+        if presented.counter == session.refresh_counter {
+            // Lost a race against a revocation or expiry that has since been checked above, or
+            // the user was re-enabled mid-flight: let the client simply try again.
+            return Err(AuthError::InvalidToken("refresh token is not current"));
+        }
+        if presented.counter + 1 == session.refresh_counter && now - session.rotated_at <= self.settings.reuse_grace {
+            return self.tokens_for(&user, &session, now);
+        }
+        self.on_theft(&session, presented.counter, client, now).await;
+        Err(AuthError::TokenTheftDetected)
+    }
+
+    async fn on_theft(&self, session: &Session, presented: i64, client: &ClientInfo, now: DateTime<Utc>) {
+        let revoked = match self.settings.theft_scope {
+            TheftScope::User => {
+                self.store.revoke_user_sessions(session.user_id, None, RevokeReason::TokenTheft, now).await
+            }
+            TheftScope::Session => {
+                self.store.revoke_session(session.id, RevokeReason::TokenTheft, now).await.map(u64::from)
+            }
+        };
+        let revoked = match revoked {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = ?e, session = %session.id, "could not revoke sessions after refresh-token reuse");
+                0
+            }
+        };
+        tracing::warn!(user = %session.user_id, session = %session.id, presented, current = session.refresh_counter,
+            revoked, "refresh token reuse detected");
+        self.audit(
+            "refresh_token_reuse",
+            Some(session.user_id),
+            Some(session.id),
+            client,
+            json!({"presented_counter": presented, "current_counter": session.refresh_counter, "sessions_revoked": revoked}),
+        )
+        .await;
+    }
+
+    /// Checks a bearer access token and the session behind it.
+    pub async fn authenticate(&self, bearer: &str) -> Result<Principal, AuthError> {
+        let now = self.clock.now();
+        let claims = self.access.verify(bearer, self.settings.tenant.as_deref(), now)?;
+        let user_id = claims.user_id()?;
+        let session_id = claims.session()?;
+        let Some((session, user)) = self.store.session_with_user(session_id).await? else {
+            return Err(AuthError::InvalidToken("unknown session"));
+        };
+        if session.user_id != user_id {
+            return Err(AuthError::InvalidToken("session belongs to another user"));
+        }
+        if session.revoked_at.is_some() || session.expires_at <= now {
+            return Err(AuthError::InvalidToken("session ended"));
+        }
+        if !user.is_active {
+            return Err(AuthError::AccountDisabled);
+        }
+        Ok(Principal { user, session, claims })
+    }
+
+    pub async fn logout(&self, req: LogoutRequest<'_>, client: &ClientInfo) -> Result<(), AuthError> {
+        let now = self.clock.now();
+        if req.all {
+            let Some(p) = req.principal else {
+                return Err(AuthError::Unauthorized);
+            };
+            let n = self.store.revoke_user_sessions(p.user.id, None, RevokeReason::LogoutAll, now).await?;
+            self.audit("logout_all", Some(p.user.id), Some(p.session.id), client, json!({"sessions_revoked": n})).await;
+            return Ok(());
+        }
+        let target = match (req.refresh_token, req.principal) {
+            (Some(token), principal) => {
+                let parsed = self.refresh.parse(token, self.tenant())?;
+                let Some((session, _)) = self.store.session_with_user(parsed.session).await? else {
+                    return Err(AuthError::InvalidToken("unknown session"));
+                };
+                if parsed.counter > session.refresh_counter {
+                    return Err(AuthError::InvalidToken("unknown refresh token"));
+                }
+                if principal.is_some_and(|p| p.user.id != session.user_id) {
+                    return Err(AuthError::InvalidToken("refresh token belongs to another user"));
+                }
+                session
+            }
+            (None, Some(p)) => p.session.clone(),
+            (None, None) => return Err(AuthError::validation("refresh_token", "refresh_token is required")),
+        };
+        if !self.store.revoke_session(target.id, RevokeReason::Logout, now).await? {
+            return Err(AuthError::InvalidToken("session already ended"));
+        }
+        self.audit("logout", Some(target.user_id), Some(target.id), client, json!({})).await;
+        Ok(())
+    }
+
+    async fn on_pool<T, F>(&self, f: F) -> Result<T, AuthError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.pool.run(f).await.map_err(|PoolBusy| AuthError::Busy { retry_after: BUSY_RETRY_AFTER })
+    }
+
+    /// Records a security event. A failing audit write is logged, never fatal: refusing a logout
+    /// because the audit table is unwritable would be worse than a gap in the trail.
+    async fn audit(
+        &self,
+        kind: &'static str,
+        user_id: Option<Uuid>,
+        session: Option<SessionId>,
+        client: &ClientInfo,
+        details: serde_json::Value,
+    ) {
+        let event = AuditEvent {
+            id: Uuid::new_v4(),
+            at: self.clock.now(),
+            kind,
+            user_id,
+            session_id: session.map(|s| s.0),
+            ip_address: client.ip.clone(),
+            user_agent: client.user_agent.clone(),
+            details,
+        };
+        if let Err(e) = self.store.record(event).await {
+            tracing::warn!(error = ?e, kind, "could not write audit event");
+        }
+    }
+}
+
+/// Trims a display name; empty becomes `None`; control characters and overlong names are refused.
+fn clean_name(name: Option<&str>) -> Result<Option<String>, AuthError> {
+    let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else {
+        return Ok(None);
+    };
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(AuthError::validation("name", format!("Name must be at most {MAX_NAME_CHARS} characters")));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(AuthError::validation("name", "Name must not contain control characters"));
+    }
+    Ok(Some(name.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(clean_name(Some("  Ada  ")).ok().flatten().as_deref(), Some("Ada"));
+        assert_eq!(clean_name(Some("   ")).ok().flatten(), None);
+        assert!(clean_name(Some(&"x".repeat(256))).is_err());
+        assert!(clean_name(Some("a\u{7}b")).is_err());
+    }
+}

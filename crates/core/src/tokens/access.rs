@@ -1,0 +1,279 @@
+//! JWT access tokens (HS256).
+//!
+//! Verification pins the algorithm (so `alg: none` and algorithm confusion fail), requires `exp`,
+//! checks `type == "access"`, and compares `exp`/`nbf`/`iat` with the injected clock rather than
+//! the system time. A valid signature is not the end of it: the service also checks the session
+//! row, so a logged-out session's token dies at once, not at `exp`.
+use chrono::{DateTime, Duration, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::AuthError;
+use crate::model::SessionId;
+
+/// Anything longer is refused before any parsing: real tokens are well under 2 KB.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// Claims of an access token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub sub: String,
+    #[serde(rename = "type")]
+    pub token_type: String,
+    pub iat: i64,
+    pub exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    pub jti: String,
+    pub session_id: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub permissions: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+}
+
+impl AccessClaims {
+    pub fn user_id(&self) -> Result<Uuid, AuthError> {
+        Uuid::parse_str(&self.sub).map_err(|_| AuthError::InvalidToken("subject is not a user id"))
+    }
+
+    pub fn session(&self) -> Result<SessionId, AuthError> {
+        self.session_id.parse().map_err(|()| AuthError::InvalidToken("malformed session id"))
+    }
+}
+
+/// What the access-token issuer needs to know.
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    pub ttl: Duration,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    /// Tolerated clock difference between nodes, for `exp`, `nbf` and `iat`.
+    pub leeway: Duration,
+}
+
+impl Default for JwtSettings {
+    fn default() -> Self {
+        Self { ttl: Duration::minutes(15), issuer: None, audience: None, leeway: Duration::zero() }
+    }
+}
+
+/// Issues and verifies access tokens with one HS256 secret.
+pub struct AccessTokens {
+    settings: JwtSettings,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    header: Header,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for AccessTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessTokens").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+impl AccessTokens {
+    /// Fails only for a secret the JWT library refuses (an empty one).
+    pub fn hs256(secret: &[u8], settings: JwtSettings) -> Result<Self, String> {
+        let bad = |e: jsonwebtoken::errors::Error| format!("unusable JWT secret: {e}");
+        let mut validation = Validation::new(Algorithm::HS256);
+        // Time claims are checked against the injected clock in `verify`, not the system clock.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims = ["exp", "sub"].iter().map(|s| (*s).to_owned()).collect();
+        Ok(Self {
+            settings,
+            encoding: EncodingKey::from_secret(secret).map_err(bad)?,
+            decoding: DecodingKey::from_secret(secret).map_err(bad)?,
+            header: Header::new(Algorithm::HS256),
+            validation,
+        })
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.settings.ttl
+    }
+
+    /// Signs an access token for `user`'s `session`, valid from `now` for the configured TTL.
+    pub fn issue(
+        &self,
+        user_id: Uuid,
+        session: SessionId,
+        roles: &[String],
+        permissions: &[String],
+        tenant: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(String, DateTime<Utc>), AuthError> {
+        let exp = now + self.settings.ttl;
+        let claims = AccessClaims {
+            sub: user_id.to_string(),
+            token_type: "access".to_owned(),
+            iat: now.timestamp(),
+            exp: exp.timestamp(),
+            nbf: None,
+            jti: Uuid::new_v4().to_string(),
+            session_id: session.to_string(),
+            roles: roles.to_vec(),
+            permissions: permissions.to_vec(),
+            iss: self.settings.issuer.clone(),
+            aud: self.settings.audience.clone(),
+            tenant: tenant.map(str::to_owned),
+        };
+        let token = jsonwebtoken::encode(&self.header, &claims, &self.encoding).map_err(AuthError::internal)?;
+        // Report the expiry at the precision the token carries (whole seconds).
+        let exp = DateTime::from_timestamp(claims.exp, 0).unwrap_or(exp);
+        Ok((token, exp))
+    }
+
+    /// Verifies signature, algorithm, type, time claims, issuer, audience and tenant.
+    pub fn verify(&self, token: &str, tenant: Option<&str>, now: DateTime<Utc>) -> Result<AccessClaims, AuthError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(AuthError::InvalidToken("token too long"));
+        }
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            AuthError::InvalidToken(match e.kind() {
+                K::InvalidSignature => "bad signature",
+                K::InvalidAlgorithm | K::InvalidAlgorithmName | K::UnsupportedAlgorithm => "algorithm not allowed",
+                K::MissingRequiredClaim(_) => "missing required claim",
+                K::InvalidClaimFormat(_) | K::Json(_) => "malformed claims",
+                _ => "malformed token",
+            })
+        })?;
+        let claims = data.claims;
+        if claims.token_type != "access" {
+            return Err(AuthError::InvalidToken("not an access token"));
+        }
+        let leeway = self.settings.leeway.num_seconds();
+        let now_s = now.timestamp();
+        if claims.exp + leeway <= now_s {
+            return Err(AuthError::TokenExpired);
+        }
+        if claims.nbf.is_some_and(|nbf| nbf > now_s + leeway) || claims.iat > now_s + leeway.max(60) {
+            return Err(AuthError::InvalidToken("token not yet valid"));
+        }
+        if claims.iss != self.settings.issuer {
+            return Err(AuthError::InvalidToken("wrong issuer"));
+        }
+        if claims.aud != self.settings.audience {
+            return Err(AuthError::InvalidToken("wrong audience"));
+        }
+        if claims.tenant.as_deref() != tenant {
+            return Err(AuthError::InvalidToken("wrong tenant"));
+        }
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default()
+    }
+
+    fn tokens() -> AccessTokens {
+        AccessTokens::hs256(SECRET, JwtSettings::default()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn key() -> EncodingKey {
+        EncodingKey::from_secret(SECRET).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn issue(t: &AccessTokens) -> String {
+        t.issue(Uuid::new_v4(), SessionId::new(), &["admin".into()], &[], None, now())
+            .map(|(tok, _)| tok)
+            .unwrap_or_default()
+    }
+
+    fn forge(header: &str, claims: &serde_json::Value, sig: &str) -> String {
+        format!("{}.{}.{sig}", B64.encode(header), B64.encode(claims.to_string()))
+    }
+
+    #[test]
+    fn an_issued_token_verifies_until_it_expires() {
+        let t = tokens();
+        let tok = issue(&t);
+        let claims = t.verify(&tok, None, now()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(claims.token_type, "access");
+        assert_eq!(claims.roles, vec!["admin".to_owned()]);
+        assert_eq!(claims.exp - claims.iat, 15 * 60);
+        assert!(matches!(t.verify(&tok, None, now() + Duration::minutes(15)), Err(AuthError::TokenExpired)));
+    }
+
+    #[test]
+    fn alg_none_is_refused() {
+        let t = tokens();
+        let tok = issue(&t);
+        let claims = t.verify(&tok, None, now()).map(|c| serde_json::to_value(c).unwrap_or_default());
+        let forged = forge(r#"{"alg":"none","typ":"JWT"}"#, &claims.unwrap_or_default(), "");
+        assert!(matches!(t.verify(&forged, None, now()), Err(AuthError::InvalidToken(_))));
+    }
+
+    #[test]
+    fn another_secret_or_a_tampered_payload_is_refused() {
+        let t = tokens();
+        let other = AccessTokens::hs256(b"another-secret-another-secret-xx", JwtSettings::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(t.verify(&issue(&other), None, now()), Err(AuthError::InvalidToken("bad signature"))));
+        let tok = issue(&t);
+        let mut parts: Vec<&str> = tok.split('.').collect();
+        let payload = B64.encode(r#"{"sub":"x","type":"access","iat":0,"exp":9999999999,"jti":"j","session_id":"s","roles":["superuser"]}"#);
+        parts[1] = &payload;
+        assert!(t.verify(&parts.join("."), None, now()).is_err());
+    }
+
+    #[test]
+    fn wrong_type_tenant_issuer_or_audience_is_refused() {
+        let t = tokens();
+        let tok = issue(&t);
+        assert!(matches!(t.verify(&tok, Some("acme"), now()), Err(AuthError::InvalidToken("wrong tenant"))));
+        let strict = AccessTokens::hs256(
+            SECRET,
+            JwtSettings { issuer: Some("fraise".into()), audience: Some("app".into()), ..JwtSettings::default() },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(strict.verify(&tok, None, now()), Err(AuthError::InvalidToken("wrong issuer"))));
+        let claims = serde_json::json!({"sub": Uuid::new_v4().to_string(), "type": "refresh", "iat": now().timestamp(),
+            "exp": now().timestamp() + 60, "jti": "j", "session_id": SessionId::new().to_string()});
+        let refresh_typed = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key())
+            .unwrap_or_default();
+        assert!(matches!(t.verify(&refresh_typed, None, now()), Err(AuthError::InvalidToken("not an access token"))));
+    }
+
+    #[test]
+    fn missing_exp_and_future_nbf_are_refused() {
+        let t = tokens();
+        let key = key();
+        let h = Header::new(Algorithm::HS256);
+        let no_exp = serde_json::json!({"sub": "u", "type": "access", "iat": now().timestamp(), "jti": "j", "session_id": "s"});
+        let tok = jsonwebtoken::encode(&h, &no_exp, &key).unwrap_or_default();
+        assert!(matches!(t.verify(&tok, None, now()), Err(AuthError::InvalidToken(_))));
+        let future = serde_json::json!({"sub": "u", "type": "access", "iat": now().timestamp(), "exp": now().timestamp() + 600,
+            "nbf": now().timestamp() + 300, "jti": "j", "session_id": "s"});
+        let tok = jsonwebtoken::encode(&h, &future, &key).unwrap_or_default();
+        assert!(matches!(t.verify(&tok, None, now()), Err(AuthError::InvalidToken("token not yet valid"))));
+    }
+
+    #[test]
+    fn garbage_is_refused_without_panicking() {
+        let t = tokens();
+        for junk in ["", ".", "..", "a.b.c", "!!!.@@@.###", "eyJhbGciOiJIUzI1NiJ9..", &"A".repeat(100_000)] {
+            assert!(t.verify(junk, None, now()).is_err(), "{junk:.20}");
+        }
+    }
+}
