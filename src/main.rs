@@ -1,1 +1,178 @@
-fn main() {}
+//! `fraise-auth`: the command line. Parses arguments, loads configuration, and hands over to the
+//! library (`fraise_auth::boot`).
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use fraise_auth::boot::{self, Db};
+use fraise_auth::config::{Config, Sources};
+use fraise_core::SystemClock;
+use secrecy::ExposeSecret as _;
+
+/// FraiseQL-compatible native authentication: accounts, Argon2id, JWT access tokens, rotating
+/// refresh tokens with theft detection, on SQLite (default) or PostgreSQL.
+#[derive(Debug, Parser)]
+#[command(name = "fraise-auth", version, about)]
+struct Cli {
+    /// TOML file with configuration keys (same names as the environment variables); environment
+    /// and flags override it. Also read from FRAISE_CONFIG.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP server (migrates the database first unless --no-migrate).
+    Serve {
+        /// Address to bind [env: HOST, default 127.0.0.1]
+        #[arg(long)]
+        host: Option<String>,
+        /// Port to bind [env: PORT, default 8000]
+        #[arg(long)]
+        port: Option<u16>,
+        /// Folder for the SQLite database and generated secret [env: DATA_DIR, default ./data]
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Do not apply pending migrations at start (readiness stays 503 until someone does).
+        #[arg(long)]
+        no_migrate: bool,
+    },
+    /// Apply pending database migrations; running it again changes nothing.
+    Migrate {
+        /// Folder of the SQLite database [env: DATA_DIR, default ./data]
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// PostgreSQL schema to migrate instead of DEFAULT_SCHEMA
+        #[arg(long)]
+        schema: Option<String>,
+    },
+    /// Print a new random secret suitable for JWT_SECRET_KEY.
+    Secret,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(cli_config: Option<PathBuf>, flags: &[(&str, Option<String>)]) -> anyhow::Result<Config> {
+    let file = cli_config.or_else(|| std::env::var_os("FRAISE_CONFIG").map(PathBuf::from));
+    let sources = Sources::gather(file.as_deref(), flags).map_err(anyhow::Error::msg)?;
+    Config::from_sources(&sources).map_err(anyhow::Error::msg)
+}
+
+fn path_flag(p: Option<PathBuf>) -> Option<String> {
+    p.map(|p| p.to_string_lossy().into_owned())
+}
+
+fn init_logging(cfg: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(&cfg.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cfg.log_json {
+        builder.json().flatten_event(true).with_current_span(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Secret => {
+            println!("{}", fraise_auth::config::generate_secret());
+            Ok(())
+        }
+        Command::Migrate { data_dir, schema } => {
+            let cfg = load(cli.config, &[("DATA_DIR", path_flag(data_dir)), ("DEFAULT_SCHEMA", schema)])?;
+            init_logging(&cfg);
+            let db = Db::open(&cfg).await?;
+            let report = db.migrate().await?;
+            if report.applied == 0 {
+                println!("{}: up to date ({} migration(s))", cfg.database.describe(), report.known);
+            } else {
+                println!("{}: applied {} of {} migration(s)", cfg.database.describe(), report.applied, report.known);
+            }
+            Ok(())
+        }
+        Command::Serve { host, port, data_dir, no_migrate } => {
+            let mut flags = vec![("HOST", host), ("PORT", port.map(|p| p.to_string())), ("DATA_DIR", path_flag(data_dir))];
+            if no_migrate {
+                flags.push(("AUTO_MIGRATE", Some("false".into())));
+            }
+            let cfg = load(cli.config, &flags)?;
+            init_logging(&cfg);
+            serve(cfg).await
+        }
+    }
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    for key in &cfg.inert {
+        tracing::warn!(key, "this setting is not implemented by this version and has no effect");
+    }
+    cfg.check_secret().map_err(anyhow::Error::msg)?;
+    let (secret, stored) = cfg.resolve_secret().map_err(anyhow::Error::msg)?;
+    if let Some(path) = stored {
+        tracing::info!(path = %path.display(), "using the JWT secret stored in the data folder");
+    }
+    let db = Db::open(&cfg).await?;
+    if cfg.auto_migrate {
+        let report = db.migrate().await?;
+        tracing::info!(database = %cfg.database.describe(), applied = report.applied, known = report.known, "migrations checked");
+    }
+    let auth = boot::service(&cfg, db.store(), secret.expose_secret().as_bytes(), Arc::new(SystemClock))?;
+    auth.warm_up();
+    let app = fraise_http::app(boot::state(&cfg, auth));
+    let addr: SocketAddr = format!("{}:{}", cfg.host, cfg.port)
+        .parse()
+        .or_else(|_| format!("[{}]:{}", cfg.host, cfg.port).parse())
+        .with_context(|| format!("HOST={:?} is not an IP address", cfg.host))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot bind {addr}"))?;
+    tracing::info!(address = %listener.local_addr()?, database = %cfg.database.describe(), "fraise-auth listening");
+    fraise_http::serve(listener, app, shutdown_signal()).await.context("server error")?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

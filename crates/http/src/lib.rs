@@ -1,1 +1,85 @@
+//! fraise-http: the axum face of fraise-auth.
+//!
+//! Translates HTTP to calls on [`AuthService`] and back; decides nothing about authentication
+//! itself. Embeddable: [`app`] gives a `Router` another application can nest or serve, [`serve`]
+//! runs one on a listener until a shutdown future resolves, and [`extract::AuthUser`] protects any
+//! axum route with our access tokens.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`error`] | the error envelope and the one domain-error → (status, code) mapping |
+//! | [`extract`] | JSON body, client info, bearer/`AuthUser` extractors |
+//! | [`dto`] | request and response bodies |
+//! | [`routes`] | one file per route group |
+//! | `layers` | request id, panic catching, the envelope guard, body limit |
 #![forbid(unsafe_code)]
+
+pub mod dto;
+pub mod error;
+pub mod extract;
+mod layers;
+pub mod routes;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::FromRef;
+use fraise_core::AuthService;
+use tokio::net::TcpListener;
+
+pub use error::ApiError;
+pub use extract::{AuthUser, JsonBody};
+pub use layers::with_layers;
+
+/// HTTP-level settings.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Where the auth routes live (default `/auth`), for embedding.
+    pub auth_prefix: String,
+    /// Largest accepted request body, in bytes (default 64 KiB).
+    pub body_limit: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { auth_prefix: "/auth".to_owned(), body_limit: 64 * 1024 }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub auth: AuthService,
+    pub http: HttpConfig,
+}
+
+impl FromRef<AppState> for AuthService {
+    fn from_ref(s: &AppState) -> Self {
+        s.auth.clone()
+    }
+}
+
+/// The routes, without the cross-cutting layers (see [`with_layers`]); useful to add routes
+/// that must sit under the same layers.
+pub fn routes(state: &AppState) -> Router<AppState> {
+    Router::new().nest(&state.http.auth_prefix, routes::auth::router()).merge(routes::health::router())
+}
+
+/// The complete application: routes, fallback, and every layer.
+pub fn app(state: AppState) -> Router {
+    let router = routes(&state);
+    with_layers(router, state)
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+/// The peer address is made available to handlers (client IP).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}

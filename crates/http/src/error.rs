@@ -1,0 +1,213 @@
+//! The HTTP face of errors: one envelope, one mapping.
+//!
+//! Every error response, from a handler, an extractor, the fallback or a caught panic, is
+//! `{"detail": {"code", "message", "field"?}}`. [`status_and_code`] is the single `match` from
+//! domain error to (status, code); a 5xx is logged with its whole cause chain and shows the client
+//! nothing but the code.
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use fraise_core::AuthError;
+use serde::Serialize;
+
+/// An error on its way to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+    pub retry_after: Option<Duration>,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    detail: Detail<'a>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), field: None, retry_after: None }
+    }
+
+    pub fn validation(field: Option<String>, message: impl Into<String>) -> Self {
+        Self { field, ..Self::new(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", message) }
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", "Not found")
+    }
+
+    /// The envelope for a bare status produced outside any handler (405 from the router, 413 from
+    /// the body limit, 408 from a timeout...).
+    pub fn for_status(status: StatusCode) -> Self {
+        let (code, message) = match status {
+            StatusCode::NOT_FOUND => ("NOT_FOUND", "Not found"),
+            StatusCode::METHOD_NOT_ALLOWED => ("METHOD_NOT_ALLOWED", "Method not allowed"),
+            StatusCode::PAYLOAD_TOO_LARGE => ("PAYLOAD_TOO_LARGE", "Request body is too large"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ("UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json"),
+            StatusCode::REQUEST_TIMEOUT => ("REQUEST_TIMEOUT", "Request took too long"),
+            StatusCode::UNAUTHORIZED => ("UNAUTHORIZED", "Authentication required"),
+            StatusCode::TOO_MANY_REQUESTS => ("RATE_LIMITED", "Too many requests. Try again later."),
+            StatusCode::SERVICE_UNAVAILABLE => ("SERVICE_UNAVAILABLE", "Service temporarily unavailable"),
+            s if s.is_server_error() => ("INTERNAL_ERROR", "Internal server error"),
+            _ => ("BAD_REQUEST", "Bad request"),
+        };
+        Self::new(status, code, message)
+    }
+
+    /// Logout answers token problems with 400, as the original reference documents.
+    pub fn at_logout(self) -> Self {
+        if self.code == "INVALID_TOKEN" || self.code == "TOKEN_EXPIRED" {
+            Self { status: StatusCode::BAD_REQUEST, code: "INVALID_TOKEN", ..self }
+        } else {
+            self
+        }
+    }
+}
+
+/// The one mapping from a domain error to its HTTP status and API code.
+pub fn status_and_code(e: &AuthError) -> (StatusCode, &'static str) {
+    match e {
+        AuthError::Validation { .. } => (StatusCode::BAD_REQUEST, "VALIDATION_ERROR"),
+        AuthError::EmailAlreadyExists => (StatusCode::CONFLICT, "EMAIL_ALREADY_EXISTS"),
+        AuthError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "INVALID_CREDENTIALS"),
+        AuthError::AccountLocked { .. } => (StatusCode::LOCKED, "ACCOUNT_LOCKED"),
+        AuthError::AccountDisabled => (StatusCode::FORBIDDEN, "ACCOUNT_DISABLED"),
+        AuthError::EmailNotVerified => (StatusCode::FORBIDDEN, "EMAIL_NOT_VERIFIED"),
+        AuthError::Unauthorized => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+        AuthError::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "INVALID_TOKEN"),
+        AuthError::TokenExpired => (StatusCode::UNAUTHORIZED, "TOKEN_EXPIRED"),
+        AuthError::TokenTheftDetected => (StatusCode::FORBIDDEN, "TOKEN_THEFT_DETECTED"),
+        AuthError::Busy { .. } | AuthError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
+        AuthError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
+    }
+}
+
+/// How long a client should wait after a 503 caused by the database.
+const UNAVAILABLE_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let (status, code) = status_and_code(&e);
+        let mut out = ApiError::new(status, code, "");
+        out.message = match &e {
+            AuthError::Validation { field, message } => {
+                out.field = field.map(str::to_owned);
+                message.clone()
+            }
+            AuthError::EmailAlreadyExists => "An account with this email already exists".into(),
+            AuthError::InvalidCredentials => "Invalid email or password".into(),
+            AuthError::AccountLocked { retry_after } => {
+                out.retry_after = Some(*retry_after);
+                "Too many failed login attempts. Try again later.".into()
+            }
+            AuthError::AccountDisabled => "Account is disabled".into(),
+            AuthError::EmailNotVerified => "Email address is not verified".into(),
+            AuthError::Unauthorized => "Authentication required".into(),
+            AuthError::InvalidToken(why) => {
+                tracing::debug!(reason = why, "token refused");
+                "Token is invalid or expired".into()
+            }
+            AuthError::TokenExpired => "Token has expired".into(),
+            AuthError::TokenTheftDetected => {
+                "Token theft detected: a refresh token was reused. Sessions have been revoked; please log in again.".into()
+            }
+            AuthError::Busy { retry_after } => {
+                out.retry_after = Some(*retry_after);
+                "Server is busy. Try again shortly.".into()
+            }
+            AuthError::Unavailable(source) => {
+                tracing::error!(error = ?source, "dependency unavailable");
+                out.retry_after = Some(UNAVAILABLE_RETRY_AFTER);
+                "Service temporarily unavailable".into()
+            }
+            AuthError::Internal(source) => {
+                tracing::error!(error = ?source, "internal error");
+                "Internal server error".into()
+            }
+        };
+        out
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Envelope { detail: Detail { code: self.code, message: &self.message, field: self.field.as_deref() } };
+        let mut res = (self.status, axum::Json(body)).into_response();
+        let headers = res.headers_mut();
+        if let Some(after) = self.retry_after {
+            let secs = after.as_secs().max(1);
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                headers.insert(header::RETRY_AFTER, v);
+            }
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            let challenge = match self.code {
+                "INVALID_TOKEN" | "TOKEN_EXPIRED" => "Bearer error=\"invalid_token\"",
+                _ => "Bearer",
+            };
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
+        res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_domain_error_has_its_documented_status_and_code() {
+        let cases: Vec<(AuthError, u16, &str)> = vec![
+            (AuthError::validation("email", "x"), 400, "VALIDATION_ERROR"),
+            (AuthError::EmailAlreadyExists, 409, "EMAIL_ALREADY_EXISTS"),
+            (AuthError::InvalidCredentials, 401, "INVALID_CREDENTIALS"),
+            (AuthError::AccountLocked { retry_after: Duration::from_secs(3) }, 423, "ACCOUNT_LOCKED"),
+            (AuthError::AccountDisabled, 403, "ACCOUNT_DISABLED"),
+            (AuthError::EmailNotVerified, 403, "EMAIL_NOT_VERIFIED"),
+            (AuthError::Unauthorized, 401, "UNAUTHORIZED"),
+            (AuthError::InvalidToken("x"), 401, "INVALID_TOKEN"),
+            (AuthError::TokenExpired, 401, "TOKEN_EXPIRED"),
+            (AuthError::TokenTheftDetected, 403, "TOKEN_THEFT_DETECTED"),
+            (AuthError::Busy { retry_after: Duration::from_secs(1) }, 503, "SERVICE_UNAVAILABLE"),
+            (AuthError::Unavailable("db down".into()), 503, "SERVICE_UNAVAILABLE"),
+            (AuthError::Internal("bug".into()), 500, "INTERNAL_ERROR"),
+        ];
+        for (e, status, code) in cases {
+            let (s, c) = status_and_code(&e);
+            assert_eq!((s.as_u16(), c), (status, code), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn internal_errors_show_nothing_of_their_cause() {
+        let e = ApiError::from(AuthError::Internal("relation tb_user does not exist".into()));
+        assert_eq!(e.message, "Internal server error");
+    }
+
+    #[test]
+    fn busy_and_unavailable_carry_retry_after_and_401_a_challenge() {
+        let res = ApiError::from(AuthError::Busy { retry_after: Duration::from_secs(1) }).into_response();
+        assert_eq!(res.headers().get(header::RETRY_AFTER).map(|v| v.as_bytes()), Some(&b"1"[..]));
+        let res = ApiError::from(AuthError::Unauthorized).into_response();
+        assert_eq!(res.headers().get(header::WWW_AUTHENTICATE).map(|v| v.as_bytes()), Some(&b"Bearer"[..]));
+    }
+
+    #[test]
+    fn logout_turns_token_errors_into_400() {
+        let e = ApiError::from(AuthError::TokenExpired).at_logout();
+        assert_eq!((e.status.as_u16(), e.code), (400, "INVALID_TOKEN"));
+        let e = ApiError::from(AuthError::AccountDisabled).at_logout();
+        assert_eq!(e.status.as_u16(), 403);
+    }
+}

@@ -1,0 +1,81 @@
+//! The layers every response passes through, outermost first:
+//!
+//! 1. request id: taken from `X-Request-Id` or generated, put in the log span, echoed back;
+//! 2. trace: one span per request carrying that id, so every log line names its request;
+//! 3. envelope guard: any error response that is not already JSON (405 from the router, 413
+//!    from the body limit, ...) is rewritten into the API envelope;
+//! 4. panic catcher: a handler that panics yields a 500 envelope and the process keeps serving;
+//! 5. body limit.
+use std::any::Any;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Adds the fallback and the cross-cutting layers to `router` and binds the state.
+pub fn with_layers(router: Router<AppState>, state: AppState) -> Router {
+    let body_limit = state.http.body_limit;
+    router
+        .fallback(|| async { ApiError::not_found() })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                    let id = req.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok());
+                    tracing::info_span!("request", id = id.unwrap_or("-"), method = %req.method(), path = %req.uri().path())
+                }))
+                .layer(middleware::from_fn(envelope_guard))
+                .layer(CatchPanicLayer::custom(on_panic)),
+        )
+        .with_state(state)
+}
+
+/// Rewrites error responses that some layer produced without our envelope.
+async fn envelope_guard(req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return res;
+    }
+    let (mut parts, _) = res.into_parts();
+    let mut fresh = ApiError::for_status(status).into_response();
+    // Keep what the original said that still applies (Allow on a 405, Retry-After...).
+    for name in [header::ALLOW, header::RETRY_AFTER, header::WWW_AUTHENTICATE] {
+        if let Some(v) = parts.headers.remove(&name) {
+            fresh.headers_mut().insert(name, v);
+        }
+    }
+    fresh
+}
+
+fn on_panic(payload: Box<dyn Any + Send + 'static>) -> Response {
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned());
+    tracing::error!(panic = %what, "handler panicked");
+    let mut res = ApiError::for_status(axum::http::StatusCode::INTERNAL_SERVER_ERROR).into_response();
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}

@@ -1,0 +1,388 @@
+//! The PostgreSQL backend.
+//!
+//! All tables of one tenant live in one schema. Queries name their tables schema-qualified
+//! (`"tenant".tb_user`) instead of relying on `search_path`, so one connection pool can serve any
+//! number of schemas. The schema name is the only text ever spliced into SQL, and only after
+//! [`SchemaName::parse`] accepted it; every value travels as a bind parameter.
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use fraise_core::model::{AuditEvent, NewSession, NewUser, RevokeReason, Session, SessionId, User};
+use fraise_core::store::{AuditStore, SessionStore, StoreHealth, UserStore};
+use fraise_core::{Email, StoreError};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Row};
+use uuid::Uuid;
+
+use crate::MigrationReport;
+use crate::errors::map;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// A PostgreSQL schema name that is safe to splice into SQL: `^[a-z_][a-z0-9_]{0,62}$`, not a
+/// system schema (`pg_*`, `information_schema`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SchemaName(String);
+
+impl SchemaName {
+    pub fn parse(name: &str) -> Result<Self, String> {
+        let mut chars = name.chars();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+        let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !first_ok || !rest_ok || name.len() > 63 {
+            return Err(format!(
+                "invalid schema name {name:?}: use 1-63 characters of a-z, 0-9 and _, not starting with a digit"
+            ));
+        }
+        if name.starts_with("pg_") || name == "information_schema" {
+            return Err(format!("schema name {name:?} is reserved by PostgreSQL"));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The double-quoted identifier. Safe because `parse` admits no quote or other special
+    /// character.
+    fn quoted(&self) -> String {
+        format!("\"{}\"", self.0)
+    }
+}
+
+/// The user columns of `uu`, aliased `u_*` so they never clash with a joined session's.
+const USER_COLS: &str = "uu.pk_user AS u_pk_user, uu.email AS u_email, uu.password_hash AS u_password_hash, \
+     uu.name AS u_name, uu.roles AS u_roles, uu.permissions AS u_permissions, uu.metadata AS u_metadata, \
+     uu.is_active AS u_is_active, uu.email_verified AS u_email_verified, uu.created_at AS u_created_at, \
+     uu.updated_at AS u_updated_at";
+
+const SESSION_COLS: &str = "ss.pk_session, ss.fk_user, ss.token_family, ss.refresh_counter, ss.rotated_at, \
+     ss.created_at, ss.last_active, ss.expires_at, ss.revoked_at, ss.revoked_reason, ss.user_agent, \
+     host(ss.ip_address) AS ip_address";
+
+fn user_from(row: &PgRow) -> Result<User, StoreError> {
+    Ok(User {
+        id: row.try_get("u_pk_user").map_err(map)?,
+        email: row.try_get("u_email").map_err(map)?,
+        password_hash: row.try_get("u_password_hash").map_err(map)?,
+        name: row.try_get("u_name").map_err(map)?,
+        roles: row.try_get("u_roles").map_err(map)?,
+        permissions: row.try_get("u_permissions").map_err(map)?,
+        metadata: row.try_get("u_metadata").map_err(map)?,
+        is_active: row.try_get("u_is_active").map_err(map)?,
+        email_verified: row.try_get("u_email_verified").map_err(map)?,
+        created_at: row.try_get("u_created_at").map_err(map)?,
+        updated_at: row.try_get("u_updated_at").map_err(map)?,
+    })
+}
+
+fn session_from(row: &PgRow) -> Result<Session, StoreError> {
+    Ok(Session {
+        id: SessionId(row.try_get("pk_session").map_err(map)?),
+        user_id: row.try_get("fk_user").map_err(map)?,
+        token_family: row.try_get("token_family").map_err(map)?,
+        refresh_counter: row.try_get("refresh_counter").map_err(map)?,
+        rotated_at: row.try_get("rotated_at").map_err(map)?,
+        created_at: row.try_get("created_at").map_err(map)?,
+        last_active: row.try_get("last_active").map_err(map)?,
+        expires_at: row.try_get("expires_at").map_err(map)?,
+        revoked_at: row.try_get("revoked_at").map_err(map)?,
+        revoked_reason: row.try_get("revoked_reason").map_err(map)?,
+        user_agent: row.try_get("user_agent").map_err(map)?,
+        ip_address: row.try_get("ip_address").map_err(map)?,
+    })
+}
+
+/// The PostgreSQL store for one schema. Clones share the pool.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    options: PgConnectOptions,
+    schema: SchemaName,
+    /// `schema.quoted()`, computed once.
+    q: String,
+}
+
+/// Pool sizing and timeouts.
+#[derive(Debug, Clone, Copy)]
+pub struct PgPoolSettings {
+    pub min_connections: u32,
+    pub max_connections: u32,
+    /// How long a request waits for a free connection before the store reports "unavailable".
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PgPoolSettings {
+    fn default() -> Self {
+        Self { min_connections: 1, max_connections: 10, acquire_timeout: Duration::from_secs(5) }
+    }
+}
+
+impl PgStore {
+    /// Connects a pool to `url`. The pool is lazy: the service starts even while the database is
+    /// down, answers 503 meanwhile, and recovers by itself when it comes back.
+    pub fn connect_lazy(url: &str, schema: SchemaName, pool: PgPoolSettings) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::Other(Box::new(e)))?;
+        let pg = PgPoolOptions::new()
+            .min_connections(pool.min_connections)
+            .max_connections(pool.max_connections.max(1))
+            .acquire_timeout(pool.acquire_timeout)
+            .connect_lazy_with(options.clone());
+        Ok(Self::with_pool(pg, options, schema))
+    }
+
+    /// A store over an existing pool (another schema of the same database, for instance).
+    pub fn with_pool(pool: PgPool, options: PgConnectOptions, schema: SchemaName) -> Self {
+        let q = schema.quoted();
+        Self { pool, options, schema, q }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn schema(&self) -> &SchemaName {
+        &self.schema
+    }
+
+    /// The one place SQL text is built at run time: `{s}` becomes the validated, quoted schema.
+    fn sql(&self, template: &'static str) -> AssertSqlSafe<String> {
+        AssertSqlSafe(template.replace("{s}", &self.q).replace("{user_cols}", USER_COLS).replace("{session_cols}", SESSION_COLS))
+    }
+
+    /// Creates the schema if needed and applies every pending migration inside it. Runs on a
+    /// dedicated connection whose `search_path` is the schema, then closes it, so no pooled
+    /// connection is left pointing elsewhere. Concurrent runs serialise on sqlx's advisory lock.
+    pub async fn migrate(&self) -> Result<MigrationReport, StoreError> {
+        let mut conn = PgConnection::connect_with(&self.options).await.map_err(map)?;
+        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {}", self.q)))
+            .execute(&mut conn)
+            .await
+            .map_err(map)?;
+        sqlx::query(AssertSqlSafe(format!("SET search_path TO {}", self.q))).execute(&mut conn).await.map_err(map)?;
+        let before = self.applied_versions().await?.len();
+        let ran = MIGRATOR.run(&mut conn).await.map_err(|e| StoreError::Other(Box::new(e)));
+        let _ = conn.close().await;
+        ran?;
+        let after = self.applied_versions().await?.len();
+        Ok(MigrationReport { applied: after - before, known: MIGRATOR.iter().count() })
+    }
+
+    async fn applied_versions(&self) -> Result<Vec<i64>, StoreError> {
+        let table: Option<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 AND table_name = '_sqlx_migrations'",
+        )
+        .bind(self.schema.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        if table.is_none() {
+            return Ok(Vec::new());
+        }
+        sqlx::query_scalar(self.sql("SELECT version FROM {s}._sqlx_migrations WHERE success ORDER BY version"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)
+    }
+}
+
+#[async_trait]
+impl UserStore for PgStore {
+    async fn insert_user(&self, u: NewUser) -> Result<User, StoreError> {
+        let row = sqlx::query(self.sql(
+            "INSERT INTO {s}.tb_user AS uu (pk_user, email, password_hash, name, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $5) RETURNING {user_cols}",
+        ))
+        .bind(u.id)
+        .bind(u.email.as_str())
+        .bind(&u.password_hash)
+        .bind(&u.name)
+        .bind(u.now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map)?;
+        user_from(&row)
+    }
+
+    async fn user_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(self.sql("SELECT {user_cols} FROM {s}.tb_user uu WHERE lower(uu.email) = lower($1)"))
+            .bind(email.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)?;
+        row.as_ref().map(user_from).transpose()
+    }
+
+    async fn user_by_id(&self, id: Uuid) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(self.sql("SELECT {user_cols} FROM {s}.tb_user uu WHERE uu.pk_user = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)?;
+        row.as_ref().map(user_from).transpose()
+    }
+
+    async fn set_password_hash(&self, id: Uuid, hash: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(self.sql("UPDATE {s}.tb_user SET password_hash = $2, updated_at = $3 WHERE pk_user = $1"))
+            .bind(id)
+            .bind(hash)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SessionStore for PgStore {
+    async fn insert_session(&self, s: NewSession) -> Result<Session, StoreError> {
+        let row = sqlx::query(self.sql(
+            "INSERT INTO {s}.tb_session AS ss (pk_session, fk_user, token_family, refresh_counter, rotated_at, \
+             created_at, last_active, expires_at, user_agent, ip_address) \
+             VALUES ($1, $2, $3, 0, $4, $4, $4, $5, $6, $7::inet) RETURNING {session_cols}",
+        ))
+        .bind(s.id.0)
+        .bind(s.user_id)
+        .bind(s.token_family)
+        .bind(s.now)
+        .bind(s.expires_at)
+        .bind(&s.user_agent)
+        .bind(&s.ip_address)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map)?;
+        session_from(&row)
+    }
+
+    async fn session_with_user(&self, id: SessionId) -> Result<Option<(Session, User)>, StoreError> {
+        let row = sqlx::query(self.sql(
+            "SELECT {session_cols}, {user_cols} FROM {s}.tb_session ss JOIN {s}.tb_user uu ON uu.pk_user = ss.fk_user \
+             WHERE ss.pk_session = $1",
+        ))
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        row.map(|r| Ok((session_from(&r)?, user_from(&r)?))).transpose()
+    }
+
+    async fn rotate_refresh(
+        &self,
+        id: SessionId,
+        presented: i64,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Option<(Session, User)>, StoreError> {
+        // One statement, one round trip. Concurrent presenters of the same counter queue on the
+        // row lock; after the first commits, PostgreSQL re-checks `refresh_counter = $2` for the
+        // others, which then match nothing: exactly one rotation per counter.
+        let row = sqlx::query(self.sql(
+            "UPDATE {s}.tb_session AS ss SET refresh_counter = ss.refresh_counter + 1, rotated_at = $3, \
+             last_active = $3, expires_at = $4 \
+             FROM {s}.tb_user AS uu \
+             WHERE ss.pk_session = $1 AND ss.refresh_counter = $2 AND ss.revoked_at IS NULL AND ss.expires_at > $3 \
+               AND uu.pk_user = ss.fk_user AND uu.is_active \
+             RETURNING {session_cols}, {user_cols}",
+        ))
+        .bind(id.0)
+        .bind(presented)
+        .bind(now)
+        .bind(expires_at)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        row.map(|r| Ok((session_from(&r)?, user_from(&r)?))).transpose()
+    }
+
+    async fn revoke_session(&self, id: SessionId, reason: RevokeReason, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query(self.sql(
+            "UPDATE {s}.tb_session SET revoked_at = $2, revoked_reason = $3 WHERE pk_session = $1 AND revoked_at IS NULL",
+        ))
+        .bind(id.0)
+        .bind(now)
+        .bind(reason.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        user: Uuid,
+        keep: Option<SessionId>,
+        reason: RevokeReason,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(self.sql(
+            "UPDATE {s}.tb_session SET revoked_at = $2, revoked_reason = $3 \
+             WHERE fk_user = $1 AND revoked_at IS NULL AND ($4::uuid IS NULL OR pk_session <> $4)",
+        ))
+        .bind(user)
+        .bind(now)
+        .bind(reason.as_str())
+        .bind(keep.map(|k| k.0))
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[async_trait]
+impl AuditStore for PgStore {
+    async fn record(&self, e: AuditEvent) -> Result<(), StoreError> {
+        sqlx::query(self.sql(
+            "INSERT INTO {s}.tb_auth_audit (pk_auth_audit, event_type, fk_user, fk_session, ip_address, user_agent, \
+             details, created_at) VALUES ($1, $2, $3, $4, $5::inet, $6, $7, $8)",
+        ))
+        .bind(e.id)
+        .bind(e.kind)
+        .bind(e.user_id)
+        .bind(e.session_id)
+        .bind(&e.ip_address)
+        .bind(&e.user_agent)
+        .bind(&e.details)
+        .bind(e.at)
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl StoreHealth for PgStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map)?;
+        Ok(())
+    }
+
+    async fn migrations_current(&self) -> Result<bool, StoreError> {
+        let applied = self.applied_versions().await?;
+        Ok(MIGRATOR.iter().all(|m| applied.contains(&m.version)))
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_validated_before_they_reach_sql() {
+        for ok in ["public", "tenant_1", "_x", "a"] {
+            assert!(SchemaName::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "1abc", "Public", "a-b", "a\"b", "a;drop", "pg_catalog", "information_schema", &"a".repeat(64)] {
+            assert!(SchemaName::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Assembly: from a validated [`Config`] to a running service.
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use chrono::Duration;
+use fraise_core::password::{HashPool, PasswordHasher};
+use fraise_core::store::Store;
+use fraise_core::tokens::{AccessTokens, JwtSettings, RefreshTokens};
+use fraise_core::{AuthService, Clock, Settings};
+use fraise_http::{AppState, HttpConfig};
+use fraise_store::{MigrationReport, PgPoolSettings, PgStore, SchemaName, SqliteStore};
+use secrecy::ExposeSecret;
+
+use crate::config::{Config, Database};
+
+/// An opened backend, before it is type-erased into `Arc<dyn Store>`.
+#[derive(Debug, Clone)]
+pub enum Db {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+impl Db {
+    /// Opens the configured database. PostgreSQL pools connect lazily, so a database that is
+    /// down at start-up yields 503s until it is back, not a crash.
+    pub async fn open(cfg: &Config) -> anyhow::Result<Self> {
+        Ok(match &cfg.database {
+            Database::Sqlite(path) => Db::Sqlite(
+                SqliteStore::open(path, cfg.pool_max.max(2))
+                    .await
+                    .with_context(|| format!("cannot open SQLite database {}", path.display()))?,
+            ),
+            Database::Postgres { url, schema } => {
+                let schema = SchemaName::parse(schema).map_err(anyhow::Error::msg)?;
+                let pool = PgPoolSettings {
+                    min_connections: cfg.pool_min,
+                    max_connections: cfg.pool_max,
+                    ..PgPoolSettings::default()
+                };
+                Db::Postgres(
+                    PgStore::connect_lazy(url.expose_secret(), schema, pool).context("invalid DATABASE_URL")?,
+                )
+            }
+        })
+    }
+
+    pub async fn migrate(&self) -> anyhow::Result<MigrationReport> {
+        let report = match self {
+            Db::Sqlite(s) => s.migrate().await,
+            Db::Postgres(s) => s.migrate().await,
+        };
+        report.map_err(|e| anyhow::Error::new(e).context("migration failed"))
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Db::Sqlite(s) => Arc::new(s.clone()),
+            Db::Postgres(s) => Arc::new(s.clone()),
+        }
+    }
+}
+
+/// Builds the auth service over `store` with `secret` and `clock` (injected so tests control time).
+pub fn service(cfg: &Config, store: Arc<dyn Store>, secret: &[u8], clock: Arc<dyn Clock>) -> anyhow::Result<AuthService> {
+    let hasher = PasswordHasher::new(cfg.argon2).map_err(anyhow::Error::msg)?;
+    let pool = HashPool::new(cfg.hash_concurrency, cfg.hash_queue).context("cannot start hashing threads")?;
+    let jwt = JwtSettings {
+        ttl: Duration::minutes(cfg.access_ttl_minutes),
+        issuer: cfg.jwt_issuer.clone(),
+        audience: cfg.jwt_audience.clone(),
+        leeway: Duration::zero(),
+    };
+    let access = AccessTokens::hs256(secret, jwt).map_err(anyhow::Error::msg)?;
+    let settings = Settings {
+        refresh_ttl: Duration::days(cfg.refresh_ttl_days),
+        reuse_grace: Duration::seconds(cfg.reuse_grace_seconds),
+        theft_scope: cfg.theft_scope,
+        require_verified_email: cfg.require_verified_email,
+        policy: cfg.policy.clone(),
+        tenant: None,
+    };
+    Ok(AuthService::new(store, clock, Arc::new(hasher), pool, access, RefreshTokens::from_secret(secret), settings))
+}
+
+/// The router's state for `cfg`.
+pub fn state(cfg: &Config, auth: AuthService) -> AppState {
+    AppState { auth, http: HttpConfig { auth_prefix: cfg.auth_prefix.clone(), body_limit: cfg.max_body_bytes } }
+}

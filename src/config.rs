@@ -1,0 +1,508 @@
+//! Configuration: typed, validated once at start-up, every error saying how to fix it.
+//!
+//! Sources, highest precedence first: command-line flags, environment variables, the optional
+//! config file (TOML, same key names as the environment, `--config FILE` or `FRAISE_CONFIG`),
+//! defaults. Unknown keys in the file are errors. Secrets are `SecretString`s: redacted in `Debug`
+//! and never logged.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use fraise_core::password::{Argon2Params, PasswordPolicy};
+use fraise_core::TheftScope;
+use secrecy::{ExposeSecret, SecretString};
+
+/// Every key this version understands, with its default ("" = unset) and one line of help.
+/// The README's configuration table is this list.
+pub const KEYS: &[(&str, &str, &str)] = &[
+    ("HOST", "127.0.0.1", "address to bind (`--host`)"),
+    ("PORT", "8000", "TCP port to bind (`--port`)"),
+    ("DATA_DIR", "./data", "folder for the SQLite database, the generated secret and (later) the outbox"),
+    ("DATABASE_URL", "", "`postgres://user:pass@host:5432/db` for PostgreSQL; unset or `sqlite://PATH` for SQLite (default `DATA_DIR/fraise-auth.db`)"),
+    ("DATABASE_POOL_MIN_SIZE", "1", "connections kept open"),
+    ("DATABASE_POOL_MAX_SIZE", "10", "most connections open at once"),
+    ("DEFAULT_SCHEMA", "public", "PostgreSQL schema holding the tables"),
+    ("AUTO_MIGRATE", "true", "`serve` applies pending migrations at start (`--no-migrate` turns it off)"),
+    ("ENVIRONMENT", "development", "`production` makes a missing or short JWT secret fatal"),
+    ("JWT_SECRET_KEY", "", "HS256 secret, 32+ bytes; generated into DATA_DIR on the SQLite default when unset"),
+    ("JWT_ISSUER", "", "`iss` claim to issue and require"),
+    ("JWT_AUDIENCE", "", "`aud` claim to issue and require"),
+    ("ACCESS_TOKEN_TTL_MINUTES", "15", "access-token lifetime"),
+    ("REFRESH_TOKEN_TTL_DAYS", "30", "refresh-token lifetime (renewed at each rotation)"),
+    ("REFRESH_REUSE_GRACE_SECONDS", "10", "how long the previous refresh token returns the current one"),
+    ("THEFT_REVOKE_SCOPE", "user", "`user` (every session of the user) or `session`, on refresh-token reuse"),
+    ("ARGON2_MEMORY_COST", "102400", "Argon2id memory, KiB"),
+    ("ARGON2_TIME_COST", "2", "Argon2id passes"),
+    ("ARGON2_PARALLELISM", "8", "Argon2id lanes"),
+    ("HASH_CONCURRENCY", "", "hashes computed at once (default: CPU count)"),
+    ("HASH_QUEUE_SIZE", "64", "hashes waiting before 503 SERVICE_UNAVAILABLE"),
+    ("PASSWORD_MIN_LENGTH", "8", "minimum password length, characters"),
+    ("PASSWORD_REQUIRE_UPPERCASE", "true", "policy: an uppercase letter"),
+    ("PASSWORD_REQUIRE_LOWERCASE", "true", "policy: a lowercase letter"),
+    ("PASSWORD_REQUIRE_DIGIT", "true", "policy: a digit"),
+    ("PASSWORD_REQUIRE_SPECIAL", "true", "policy: a character that is not a letter or digit"),
+    ("REQUIRE_EMAIL_VERIFICATION", "false", "refuse logins of unverified emails (403 EMAIL_NOT_VERIFIED)"),
+    ("AUTH_PREFIX", "/auth", "path prefix of the auth routes"),
+    ("MAX_BODY_BYTES", "65536", "largest request body (413 above)"),
+    ("LOG_LEVEL", "info", "`error`..`trace`, or a tracing filter such as `info,sqlx=debug`"),
+    ("LOG_FORMAT", "pretty", "`pretty` or `json`"),
+];
+
+/// Keys DESIGN.md names that later versions implement. Accepted (so shared deployment files do
+/// not break) but reported at start-up as having no effect yet.
+pub const NOT_YET: &[&str] = &[
+    "ENABLE_RATE_LIMITING",
+    "RATE_LIMIT_REQUESTS_PER_MINUTE",
+    "RATE_LIMIT_AUTH_REQUESTS_PER_MINUTE",
+    "ENABLE_SECURITY_HEADERS",
+    "ENABLE_CSRF_PROTECTION",
+    "REDIS_URL",
+    "CORS_ALLOWED_ORIGINS",
+    "CORS_ALLOWED_METHODS",
+    "CORS_ALLOWED_HEADERS",
+    "TENANT_RESOLUTION_METHOD",
+];
+
+/// Raw key/value pairs, already merged by precedence.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    values: BTreeMap<String, String>,
+}
+
+impl Sources {
+    /// Merges file < environment < flags.
+    pub fn gather(file: Option<&Path>, flags: &[(&str, Option<String>)]) -> Result<Self, String> {
+        let mut s = Self::default();
+        if let Some(path) = file {
+            s.merge_file(path)?;
+        }
+        for key in KEYS.iter().map(|k| k.0).chain(NOT_YET.iter().copied()) {
+            if let Ok(v) = std::env::var(key) {
+                s.values.insert(key.to_owned(), v);
+            }
+        }
+        for (key, value) in flags {
+            if let Some(v) = value {
+                s.values.insert((*key).to_owned(), v.clone());
+            }
+        }
+        Ok(s)
+    }
+
+    /// Builds sources from explicit pairs (tests, embedding).
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+        Self { values: pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect() }
+    }
+
+    fn merge_file(&mut self, path: &Path) -> Result<(), String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config file {}: {e}. Check the path given to --config/FRAISE_CONFIG", path.display()))?;
+        let table: toml::Table =
+            toml::from_str(&text).map_err(|e| format!("config file {} is not valid TOML: {e}", path.display()))?;
+        for (key, value) in table {
+            let upper = key.to_ascii_uppercase();
+            if !KEYS.iter().any(|k| k.0 == upper) && !NOT_YET.contains(&upper.as_str()) {
+                return Err(format!(
+                    "config file {}: unknown key `{key}`. Known keys: {}",
+                    path.display(),
+                    KEYS.iter().map(|k| k.0).collect::<Vec<_>>().join(", ")
+                ));
+            }
+            let text = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => return Err(format!("config file {}: `{key}` must be a string, number or boolean, not {other}", path.display())),
+            };
+            self.values.insert(upper, text);
+        }
+        Ok(())
+    }
+
+    fn raw(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+
+    fn get(&self, key: &str) -> &str {
+        match self.raw(key) {
+            Some(v) => v,
+            None => KEYS.iter().find(|k| k.0 == key).map(|k| k.1).unwrap_or(""),
+        }
+    }
+
+    fn opt(&self, key: &str) -> Option<String> {
+        Some(self.get(key).trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    fn parse<T: FromStr>(&self, key: &str, what: &str, errors: &mut Vec<String>) -> Option<T> {
+        let raw = self.get(key).trim();
+        match raw.parse() {
+            Ok(v) => Some(v),
+            Err(_) => {
+                errors.push(format!("{key}={raw:?} is not {what}. Fix: set {key} to {what}, or unset it for the default"));
+                None
+            }
+        }
+    }
+
+    fn bool(&self, key: &str, errors: &mut Vec<String>) -> bool {
+        match self.get(key).trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => true,
+            "0" | "false" | "no" | "off" => false,
+            other => {
+                errors.push(format!("{key}={other:?} is not a boolean. Fix: set {key} to true or false"));
+                false
+            }
+        }
+    }
+
+    /// Keys that are set but have no effect in this version.
+    pub fn inert_keys(&self) -> Vec<&'static str> {
+        NOT_YET.iter().copied().filter(|k| self.raw(k).is_some()).collect()
+    }
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone)]
+pub enum Database {
+    Sqlite(PathBuf),
+    Postgres { url: SecretString, schema: String },
+}
+
+impl Database {
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Self::Postgres { .. })
+    }
+
+    /// A description without credentials, for logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Sqlite(p) => format!("sqlite {}", p.display()),
+            Self::Postgres { url, schema } => {
+                let shown = url::Url::parse(url.expose_secret())
+                    .map(|u| format!("{}:{}{}", u.host_str().unwrap_or("?"), u.port().unwrap_or(5432), u.path()))
+                    .unwrap_or_else(|_| "(unparseable url)".into());
+                format!("postgres {shown} schema {schema}")
+            }
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub database: Database,
+    pub pool_min: u32,
+    pub pool_max: u32,
+    pub auto_migrate: bool,
+    pub production: bool,
+    pub jwt_secret: Option<SecretString>,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    pub access_ttl_minutes: i64,
+    pub refresh_ttl_days: i64,
+    pub reuse_grace_seconds: i64,
+    pub theft_scope: TheftScope,
+    pub argon2: Argon2Params,
+    pub hash_concurrency: usize,
+    pub hash_queue: usize,
+    pub policy: PasswordPolicy,
+    pub require_verified_email: bool,
+    pub auth_prefix: String,
+    pub max_body_bytes: usize,
+    pub log_level: String,
+    pub log_json: bool,
+    /// Keys set but not implemented by this version (warned about at start).
+    pub inert: Vec<&'static str>,
+}
+
+/// Smallest JWT secret accepted in production, in bytes (HS256 key = hash output size).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+impl Config {
+    /// Validates every key; reports all problems at once.
+    pub fn from_sources(s: &Sources) -> Result<Self, String> {
+        let mut errors = Vec::new();
+        let e = &mut errors;
+        let data_dir = PathBuf::from(s.get("DATA_DIR"));
+        let schema = s.get("DEFAULT_SCHEMA").trim().to_owned();
+        if let Err(msg) = fraise_store::SchemaName::parse(&schema) {
+            e.push(format!("DEFAULT_SCHEMA: {msg}"));
+        }
+        let database = match s.opt("DATABASE_URL") {
+            None => Database::Sqlite(data_dir.join("fraise-auth.db")),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Database::Postgres { url: SecretString::from(url), schema }
+            }
+            Some(url) if url.starts_with("sqlite://") || url.starts_with("sqlite:") => {
+                let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+                Database::Sqlite(PathBuf::from(path))
+            }
+            Some(_) => {
+                e.push("DATABASE_URL must start with postgres://, postgresql:// or sqlite://. Fix: e.g. DATABASE_URL=postgres://user:pass@localhost:5432/fraiseql_dev".into());
+                Database::Sqlite(data_dir.join("fraise-auth.db"))
+            }
+        };
+        let environment = s.get("ENVIRONMENT").trim().to_ascii_lowercase();
+        let production = match environment.as_str() {
+            "production" | "prod" => true,
+            "development" | "dev" | "test" | "staging" => false,
+            other => {
+                e.push(format!("ENVIRONMENT={other:?} is not one of development, staging, test, production"));
+                false
+            }
+        };
+        let jwt_secret = s.opt("JWT_SECRET_KEY").map(SecretString::from);
+        let theft_scope = match s.get("THEFT_REVOKE_SCOPE").trim() {
+            "user" => TheftScope::User,
+            "session" => TheftScope::Session,
+            other => {
+                e.push(format!("THEFT_REVOKE_SCOPE={other:?} must be `user` or `session`"));
+                TheftScope::User
+            }
+        };
+        let argon2 = Argon2Params {
+            memory_kib: s.parse("ARGON2_MEMORY_COST", "a number of KiB (e.g. 102400)", e).unwrap_or(0),
+            iterations: s.parse("ARGON2_TIME_COST", "a positive integer (e.g. 2)", e).unwrap_or(0),
+            parallelism: s.parse("ARGON2_PARALLELISM", "a positive integer (e.g. 8)", e).unwrap_or(0),
+        };
+        if argon2.memory_kib > 0 && argon2.iterations > 0 && argon2.parallelism > 0 {
+            if let Err(msg) = argon2.validate() {
+                e.push(format!("ARGON2_*: {msg}. Fix: memory >= 8 x parallelism KiB, time >= 1, parallelism 1..=16777215"));
+            }
+        }
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let hash_concurrency = match s.opt("HASH_CONCURRENCY") {
+            None => cpus,
+            Some(_) => s.parse("HASH_CONCURRENCY", "a positive integer", e).unwrap_or(cpus),
+        };
+        let positive = |v: i64, key: &str, e: &mut Vec<String>| {
+            if v <= 0 {
+                e.push(format!("{key} must be greater than 0"));
+            }
+            v
+        };
+        let access_ttl_minutes = s.parse("ACCESS_TOKEN_TTL_MINUTES", "a number of minutes", e).unwrap_or(15);
+        let refresh_ttl_days = s.parse("REFRESH_TOKEN_TTL_DAYS", "a number of days", e).unwrap_or(30);
+        let reuse_grace_seconds: i64 = s.parse("REFRESH_REUSE_GRACE_SECONDS", "a number of seconds", e).unwrap_or(10);
+        if reuse_grace_seconds < 0 {
+            e.push("REFRESH_REUSE_GRACE_SECONDS must be 0 or more".into());
+        }
+        let auth_prefix = s.get("AUTH_PREFIX").trim().trim_end_matches('/').to_owned();
+        if !auth_prefix.starts_with('/') || auth_prefix.contains(['{', '}', '*', ' ']) {
+            e.push(format!("AUTH_PREFIX={auth_prefix:?} must be a path such as /auth"));
+        }
+        let log_json = match s.get("LOG_FORMAT").trim() {
+            "json" => true,
+            "pretty" | "text" => false,
+            other => {
+                e.push(format!("LOG_FORMAT={other:?} must be `json` or `pretty`"));
+                false
+            }
+        };
+        let cfg = Config {
+            host: s.get("HOST").trim().to_owned(),
+            port: s.parse("PORT", "a TCP port (1-65535)", e).unwrap_or(8000),
+            pool_min: s.parse("DATABASE_POOL_MIN_SIZE", "a number of connections", e).unwrap_or(1),
+            pool_max: s.parse("DATABASE_POOL_MAX_SIZE", "a number of connections", e).unwrap_or(10),
+            auto_migrate: s.bool("AUTO_MIGRATE", e),
+            data_dir,
+            database,
+            production,
+            jwt_secret,
+            jwt_issuer: s.opt("JWT_ISSUER"),
+            jwt_audience: s.opt("JWT_AUDIENCE"),
+            access_ttl_minutes: positive(access_ttl_minutes, "ACCESS_TOKEN_TTL_MINUTES", e),
+            refresh_ttl_days: positive(refresh_ttl_days, "REFRESH_TOKEN_TTL_DAYS", e),
+            reuse_grace_seconds,
+            theft_scope,
+            argon2,
+            hash_concurrency,
+            hash_queue: s.parse("HASH_QUEUE_SIZE", "a number of waiting hashes", e).unwrap_or(64),
+            policy: PasswordPolicy {
+                min_length: s.parse("PASSWORD_MIN_LENGTH", "a number of characters", e).unwrap_or(8),
+                require_uppercase: s.bool("PASSWORD_REQUIRE_UPPERCASE", e),
+                require_lowercase: s.bool("PASSWORD_REQUIRE_LOWERCASE", e),
+                require_digit: s.bool("PASSWORD_REQUIRE_DIGIT", e),
+                require_special: s.bool("PASSWORD_REQUIRE_SPECIAL", e),
+            },
+            require_verified_email: s.bool("REQUIRE_EMAIL_VERIFICATION", e),
+            auth_prefix,
+            max_body_bytes: s.parse("MAX_BODY_BYTES", "a number of bytes", e).unwrap_or(65536),
+            log_level: s.get("LOG_LEVEL").trim().to_owned(),
+            log_json,
+            inert: s.inert_keys(),
+        };
+        if cfg.port == 0 {
+            errors.push("PORT must be between 1 and 65535".into());
+        }
+        if cfg.pool_max == 0 || cfg.pool_min > cfg.pool_max {
+            errors.push("DATABASE_POOL_MAX_SIZE must be at least 1 and at least DATABASE_POOL_MIN_SIZE".into());
+        }
+        if cfg.hash_concurrency == 0 {
+            errors.push("HASH_CONCURRENCY must be at least 1".into());
+        }
+        if cfg.max_body_bytes < 1024 {
+            errors.push("MAX_BODY_BYTES must be at least 1024".into());
+        }
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(format!("invalid configuration:\n  - {}", errors.join("\n  - ")))
+        }
+    }
+
+    /// The JWT secret rules of DESIGN.md, checked by the commands that sign tokens (`serve`), not
+    /// by those that do not (`migrate`): without a secret, PostgreSQL or production is refused
+    /// with the guide's message; in production a secret must be at least 32 bytes.
+    pub fn check_secret(&self) -> Result<(), String> {
+        match &self.jwt_secret {
+            None if self.production || self.database.is_postgres() => Err(format!(
+                "JWT secret key required. Set JWT_SECRET_KEY environment variable (for example JWT_SECRET_KEY={}; `fraise-auth secret` prints a new one)",
+                generate_secret()
+            )),
+            Some(secret) if self.production && secret.expose_secret().len() < MIN_SECRET_BYTES => Err(format!(
+                "JWT_SECRET_KEY is {} bytes; production needs at least {MIN_SECRET_BYTES}. Fix: JWT_SECRET_KEY={}",
+                secret.expose_secret().len(),
+                generate_secret()
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The JWT secret to use: the configured one, or (SQLite default, not production) the one
+    /// stored in `DATA_DIR/jwt_secret`, generated with mode 0600 on first start.
+    pub fn resolve_secret(&self) -> Result<(SecretString, Option<PathBuf>), String> {
+        if let Some(secret) = &self.jwt_secret {
+            if secret.expose_secret().len() < MIN_SECRET_BYTES {
+                tracing::warn!(
+                    "JWT_SECRET_KEY is shorter than {MIN_SECRET_BYTES} bytes: acceptable for development only (refused with ENVIRONMENT=production)"
+                );
+            }
+            return Ok((secret.clone(), None));
+        }
+        let path = self.data_dir.join("jwt_secret");
+        if let Ok(existing) = std::fs::read_to_string(&path) {
+            let existing = existing.trim().to_owned();
+            if existing.len() >= MIN_SECRET_BYTES {
+                return Ok((SecretString::from(existing), Some(path)));
+            }
+            return Err(format!("{} holds a secret shorter than {MIN_SECRET_BYTES} bytes; delete it to have a new one generated", path.display()));
+        }
+        std::fs::create_dir_all(&self.data_dir)
+            .map_err(|e| format!("cannot create DATA_DIR {}: {e}", self.data_dir.display()))?;
+        let secret = generate_secret();
+        write_private(&path, &secret).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        tracing::warn!(path = %path.display(), "JWT_SECRET_KEY is not set: generated a secret and stored it (mode 0600). Set JWT_SECRET_KEY for anything but local use.");
+        Ok((SecretString::from(secret), Some(path)))
+    }
+}
+
+/// 48 random bytes, base64url: 64 characters, for `JWT_SECRET_KEY`.
+pub fn generate_secret() -> String {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 48];
+    rand::fill(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, String> {
+        Config::from_sources(&Sources::from_pairs(pairs)).and_then(|c| c.check_secret().map(|()| c))
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = cfg(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.host.as_str(), c.port), ("127.0.0.1", 8000));
+        assert_eq!(c.argon2, Argon2Params::default());
+        assert_eq!((c.access_ttl_minutes, c.refresh_ttl_days, c.reuse_grace_seconds), (15, 30, 10));
+        assert!(matches!(c.database, Database::Sqlite(ref p) if p.ends_with("fraise-auth.db")));
+        assert!(c.jwt_secret.is_none());
+    }
+
+    #[test]
+    fn postgres_or_production_without_a_secret_is_refused_with_the_guides_message() {
+        for pairs in [vec![("DATABASE_URL", "postgres://localhost/x")], vec![("ENVIRONMENT", "production")]] {
+            let err = cfg(&pairs).err().unwrap_or_default();
+            assert!(err.contains("JWT secret key required. Set JWT_SECRET_KEY environment variable"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_short_secret_is_refused_in_production_only() {
+        assert!(cfg(&[("ENVIRONMENT", "production"), ("JWT_SECRET_KEY", "short")]).is_err());
+        assert!(cfg(&[("JWT_SECRET_KEY", "short")]).is_ok());
+        let long = "x".repeat(32);
+        assert!(cfg(&[("ENVIRONMENT", "production"), ("JWT_SECRET_KEY", &long)]).is_ok());
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_with_its_fix() {
+        let err = cfg(&[("PORT", "http"), ("ARGON2_TIME_COST", "0"), ("LOG_FORMAT", "xml"), ("DATABASE_URL", "mysql://x")])
+            .err()
+            .unwrap_or_default();
+        for needle in ["PORT=\"http\"", "ARGON2_*", "LOG_FORMAT", "DATABASE_URL must start"] {
+            assert!(err.contains(needle), "{needle} missing from {err}");
+        }
+    }
+
+    #[test]
+    fn secrets_do_not_appear_in_debug_output() {
+        let c = cfg(&[("JWT_SECRET_KEY", "super-secret-value-123"), ("DATABASE_URL", "postgres://u:hunter2@h/db")])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("super-secret-value-123") && !shown.contains("hunter2"), "{shown}");
+        assert!(!c.database.describe().contains("hunter2"));
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_errors() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("fraise.toml");
+        std::fs::write(&path, "PORT = 9000\njwt_secrt_key = 'x'\n").unwrap_or_else(|e| panic!("{e}"));
+        let err = Sources::gather(Some(&path), &[]).err().unwrap_or_default();
+        assert!(err.contains("unknown key `jwt_secrt_key`"), "{err}");
+        std::fs::write(&path, "port = 9000\nlog_format = 'json'\n").unwrap_or_else(|e| panic!("{e}"));
+        let s = Sources::gather(Some(&path), &[("PORT", Some("9100".into()))]).unwrap_or_default();
+        let c = Config::from_sources(&s).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.port, 9100, "flags beat the file");
+        assert!(c.log_json);
+    }
+
+    #[test]
+    fn the_generated_secret_is_stored_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let c = cfg(&[("DATA_DIR", dir.path().to_str().unwrap_or_default())]).unwrap_or_else(|e| panic!("{e}"));
+        let (first, path) = c.resolve_secret().unwrap_or_else(|e| panic!("{e}"));
+        let (second, _) = c.resolve_secret().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(first.expose_secret(), second.expose_secret());
+        assert!(first.expose_secret().len() >= MIN_SECRET_BYTES);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(path.unwrap_or_default()).map(|m| m.permissions().mode()).unwrap_or(0);
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! fraise-auth: the binary's library half. Configuration ([`config`]) and assembly ([`boot`]) of
+//! the store, the service and the router; `main.rs` only parses the command line and calls these.
+//!
+//! The crates underneath:
+//! - `fraise-core`: the domain (passwords, tokens, sessions, the auth service); no HTTP, no SQL.
+//! - `fraise-store`: the SQLite and PostgreSQL backends and their migrations.
+//! - `fraise-http`: the axum router, extractors and error envelope.
+#![forbid(unsafe_code)]
+
+pub mod boot;
+pub mod config;
