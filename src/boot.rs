@@ -17,7 +17,8 @@ use crate::config::{Config, Database};
 #[derive(Debug, Clone)]
 pub enum Db {
     Sqlite(SqliteStore),
-    Postgres(PgStore),
+    /// Boxed: the PostgreSQL store carries its connect options and is much larger.
+    Postgres(Box<PgStore>),
 }
 
 impl Db {
@@ -37,9 +38,9 @@ impl Db {
                     max_connections: cfg.pool_max,
                     ..PgPoolSettings::default()
                 };
-                Db::Postgres(
+                Db::Postgres(Box::new(
                     PgStore::connect_lazy(url.expose_secret(), schema, pool).context("invalid DATABASE_URL")?,
-                )
+                ))
             }
         })
     }
@@ -55,13 +56,18 @@ impl Db {
     pub fn store(&self) -> Arc<dyn Store> {
         match self {
             Db::Sqlite(s) => Arc::new(s.clone()),
-            Db::Postgres(s) => Arc::new(s.clone()),
+            Db::Postgres(s) => Arc::new(PgStore::clone(s)),
         }
     }
 }
 
 /// Builds the auth service over `store` with `secret` and `clock` (injected so tests control time).
-pub fn service(cfg: &Config, store: Arc<dyn Store>, secret: &[u8], clock: Arc<dyn Clock>) -> anyhow::Result<AuthService> {
+pub fn service(
+    cfg: &Config,
+    store: Arc<dyn Store>,
+    secret: &[u8],
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<AuthService> {
     let hasher = PasswordHasher::new(cfg.argon2).map_err(anyhow::Error::msg)?;
     let pool = HashPool::new(cfg.hash_concurrency, cfg.hash_queue).context("cannot start hashing threads")?;
     let jwt = JwtSettings {

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use fraise_core::password::{Argon2Params, PasswordPolicy};
 use fraise_core::TheftScope;
+use fraise_core::password::{Argon2Params, PasswordPolicy};
 use secrecy::{ExposeSecret, SecretString};
 
 /// Every key this version understands, with its default ("" = unset) and one line of help.
@@ -18,7 +18,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("HOST", "127.0.0.1", "address to bind (`--host`)"),
     ("PORT", "8000", "TCP port to bind (`--port`)"),
     ("DATA_DIR", "./data", "folder for the SQLite database, the generated secret and (later) the outbox"),
-    ("DATABASE_URL", "", "`postgres://user:pass@host:5432/db` for PostgreSQL; unset or `sqlite://PATH` for SQLite (default `DATA_DIR/fraise-auth.db`)"),
+    (
+        "DATABASE_URL",
+        "",
+        "`postgres://user:pass@host:5432/db` for PostgreSQL; unset or `sqlite://PATH` for SQLite (default `DATA_DIR/fraise-auth.db`)",
+    ),
     ("DATABASE_POOL_MIN_SIZE", "1", "connections kept open"),
     ("DATABASE_POOL_MAX_SIZE", "10", "most connections open at once"),
     ("DEFAULT_SCHEMA", "public", "PostgreSQL schema holding the tables"),
@@ -95,8 +99,9 @@ impl Sources {
     }
 
     fn merge_file(&mut self, path: &Path) -> Result<(), String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read config file {}: {e}. Check the path given to --config/FRAISE_CONFIG", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!("cannot read config file {}: {e}. Check the path given to --config/FRAISE_CONFIG", path.display())
+        })?;
         let table: toml::Table =
             toml::from_str(&text).map_err(|e| format!("config file {} is not valid TOML: {e}", path.display()))?;
         for (key, value) in table {
@@ -112,7 +117,12 @@ impl Sources {
                 toml::Value::String(s) => s,
                 toml::Value::Integer(i) => i.to_string(),
                 toml::Value::Boolean(b) => b.to_string(),
-                other => return Err(format!("config file {}: `{key}` must be a string, number or boolean, not {other}", path.display())),
+                other => {
+                    return Err(format!(
+                        "config file {}: `{key}` must be a string, number or boolean, not {other}",
+                        path.display()
+                    ));
+                }
             };
             self.values.insert(upper, text);
         }
@@ -139,7 +149,9 @@ impl Sources {
         match raw.parse() {
             Ok(v) => Some(v),
             Err(_) => {
-                errors.push(format!("{key}={raw:?} is not {what}. Fix: set {key} to {what}, or unset it for the default"));
+                errors.push(format!(
+                    "{key}={raw:?} is not {what}. Fix: set {key} to {what}, or unset it for the default"
+                ));
                 None
             }
         }
@@ -264,16 +276,20 @@ impl Config {
                 TheftScope::User
             }
         };
-        let argon2 = Argon2Params {
-            memory_kib: s.parse("ARGON2_MEMORY_COST", "a number of KiB (e.g. 102400)", e).unwrap_or(0),
-            iterations: s.parse("ARGON2_TIME_COST", "a positive integer (e.g. 2)", e).unwrap_or(0),
-            parallelism: s.parse("ARGON2_PARALLELISM", "a positive integer (e.g. 8)", e).unwrap_or(0),
-        };
-        if argon2.memory_kib > 0 && argon2.iterations > 0 && argon2.parallelism > 0 {
-            if let Err(msg) = argon2.validate() {
-                e.push(format!("ARGON2_*: {msg}. Fix: memory >= 8 x parallelism KiB, time >= 1, parallelism 1..=16777215"));
+        let argon2 = match (
+            s.parse("ARGON2_MEMORY_COST", "a number of KiB (e.g. 102400)", e),
+            s.parse("ARGON2_TIME_COST", "a positive integer (e.g. 2)", e),
+            s.parse("ARGON2_PARALLELISM", "a positive integer (e.g. 8)", e),
+        ) {
+            (Some(memory_kib), Some(iterations), Some(parallelism)) => {
+                let p = Argon2Params { memory_kib, iterations, parallelism };
+                if let Err(msg) = p.validate() {
+                    e.push(format!("ARGON2_*: {msg}. Fix: memory >= 8 x parallelism KiB, time >= 1, parallelism >= 1"));
+                }
+                p
             }
-        }
+            _ => Argon2Params::default(),
+        };
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let hash_concurrency = match s.opt("HASH_CONCURRENCY") {
             None => cpus,
@@ -348,11 +364,7 @@ impl Config {
         if cfg.max_body_bytes < 1024 {
             errors.push("MAX_BODY_BYTES must be at least 1024".into());
         }
-        if errors.is_empty() {
-            Ok(cfg)
-        } else {
-            Err(format!("invalid configuration:\n  - {}", errors.join("\n  - ")))
-        }
+        if errors.is_empty() { Ok(cfg) } else { Err(format!("invalid configuration:\n  - {}", errors.join("\n  - "))) }
     }
 
     /// The JWT secret rules of DESIGN.md, checked by the commands that sign tokens (`serve`), not
@@ -390,7 +402,10 @@ impl Config {
             if existing.len() >= MIN_SECRET_BYTES {
                 return Ok((SecretString::from(existing), Some(path)));
             }
-            return Err(format!("{} holds a secret shorter than {MIN_SECRET_BYTES} bytes; delete it to have a new one generated", path.display()));
+            return Err(format!(
+                "{} holds a secret shorter than {MIN_SECRET_BYTES} bytes; delete it to have a new one generated",
+                path.display()
+            ));
         }
         std::fs::create_dir_all(&self.data_dir)
             .map_err(|e| format!("cannot create DATA_DIR {}: {e}", self.data_dir.display()))?;
@@ -459,9 +474,10 @@ mod tests {
 
     #[test]
     fn every_bad_value_is_reported_with_its_fix() {
-        let err = cfg(&[("PORT", "http"), ("ARGON2_TIME_COST", "0"), ("LOG_FORMAT", "xml"), ("DATABASE_URL", "mysql://x")])
-            .err()
-            .unwrap_or_default();
+        let err =
+            cfg(&[("PORT", "http"), ("ARGON2_TIME_COST", "0"), ("LOG_FORMAT", "xml"), ("DATABASE_URL", "mysql://x")])
+                .err()
+                .unwrap_or_default();
         for needle in ["PORT=\"http\"", "ARGON2_*", "LOG_FORMAT", "DATABASE_URL must start"] {
             assert!(err.contains(needle), "{needle} missing from {err}");
         }

@@ -115,7 +115,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve { host, port, data_dir, no_migrate } => {
-            let mut flags = vec![("HOST", host), ("PORT", port.map(|p| p.to_string())), ("DATA_DIR", path_flag(data_dir))];
+            let mut flags =
+                vec![("HOST", host), ("PORT", port.map(|p| p.to_string())), ("DATA_DIR", path_flag(data_dir))];
             if no_migrate {
                 flags.push(("AUTO_MIGRATE", Some("false".into())));
             }

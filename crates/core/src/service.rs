@@ -190,7 +190,10 @@ impl AuthService {
 
     pub async fn login(&self, email: &str, password: &str, client: &ClientInfo) -> Result<Authenticated, AuthError> {
         if password.len() > MAX_PASSWORD_BYTES {
-            return Err(AuthError::validation("password", format!("Password is longer than {MAX_PASSWORD_BYTES} bytes")));
+            return Err(AuthError::validation(
+                "password",
+                format!("Password is longer than {MAX_PASSWORD_BYTES} bytes"),
+            ));
         }
         // An email that cannot even be parsed is treated like an unknown one: same work, same answer.
         let user = match Email::parse(email) {

@@ -19,6 +19,8 @@ pub trait UserStore: Send + Sync {
     async fn user_by_email(&self, email: &Email) -> Result<Option<User>, StoreError>;
     async fn user_by_id(&self, id: Uuid) -> Result<Option<User>, StoreError>;
     async fn set_password_hash(&self, id: Uuid, hash: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Enables or disables an account; `false` if there is no such user.
+    async fn set_active(&self, id: Uuid, active: bool, now: DateTime<Utc>) -> Result<bool, StoreError>;
 }
 
 #[async_trait]
@@ -42,7 +44,8 @@ pub trait SessionStore: Send + Sync {
     ) -> Result<Option<(Session, User)>, StoreError>;
 
     /// Revokes one session; `false` if it did not exist or was already revoked.
-    async fn revoke_session(&self, id: SessionId, reason: RevokeReason, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    async fn revoke_session(&self, id: SessionId, reason: RevokeReason, now: DateTime<Utc>)
+    -> Result<bool, StoreError>;
 
     /// Revokes every live session of `user` except `keep`; returns how many were revoked.
     async fn revoke_user_sessions(

@@ -80,7 +80,12 @@ pub struct TokenBody {
 
 impl From<Tokens> for TokenBody {
     fn from(t: Tokens) -> Self {
-        Self { access_token: t.access_token, refresh_token: t.refresh_token, token_type: "bearer", expires_at: t.expires_at }
+        Self {
+            access_token: t.access_token,
+            refresh_token: t.refresh_token,
+            token_type: "bearer",
+            expires_at: t.expires_at,
+        }
     }
 }
 

@@ -120,7 +120,8 @@ impl From<AuthError> for ApiError {
             }
             AuthError::TokenExpired => "Token has expired".into(),
             AuthError::TokenTheftDetected => {
-                "Token theft detected: a refresh token was reused. Sessions have been revoked; please log in again.".into()
+                "Token theft detected: a refresh token was reused. Sessions have been revoked; please log in again."
+                    .into()
             }
             AuthError::Busy { retry_after } => {
                 out.retry_after = Some(*retry_after);
@@ -142,7 +143,8 @@ impl From<AuthError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Envelope { detail: Detail { code: self.code, message: &self.message, field: self.field.as_deref() } };
+        let body =
+            Envelope { detail: Detail { code: self.code, message: &self.message, field: self.field.as_deref() } };
         let mut res = (self.status, axum::Json(body)).into_response();
         let headers = res.headers_mut();
         if let Some(after) = self.retry_after {

@@ -150,7 +150,9 @@ impl PgStore {
 
     /// The one place SQL text is built at run time: `{s}` becomes the validated, quoted schema.
     fn sql(&self, template: &'static str) -> AssertSqlSafe<String> {
-        AssertSqlSafe(template.replace("{s}", &self.q).replace("{user_cols}", USER_COLS).replace("{session_cols}", SESSION_COLS))
+        AssertSqlSafe(
+            template.replace("{s}", &self.q).replace("{user_cols}", USER_COLS).replace("{session_cols}", SESSION_COLS),
+        )
     }
 
     /// Creates the schema if needed and applies every pending migration inside it. Runs on a
@@ -235,6 +237,17 @@ impl UserStore for PgStore {
             .map_err(map)?;
         Ok(())
     }
+
+    async fn set_active(&self, id: Uuid, active: bool, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query(self.sql("UPDATE {s}.tb_user SET is_active = $2, updated_at = $3 WHERE pk_user = $1"))
+            .bind(id)
+            .bind(active)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(done.rows_affected() == 1)
+    }
 }
 
 #[async_trait]
@@ -298,7 +311,12 @@ impl SessionStore for PgStore {
         row.map(|r| Ok((session_from(&r)?, user_from(&r)?))).transpose()
     }
 
-    async fn revoke_session(&self, id: SessionId, reason: RevokeReason, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn revoke_session(
+        &self,
+        id: SessionId,
+        reason: RevokeReason,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(self.sql(
             "UPDATE {s}.tb_session SET revoked_at = $2, revoked_reason = $3 WHERE pk_session = $1 AND revoked_at IS NULL",
         ))
@@ -381,7 +399,8 @@ mod tests {
         for ok in ["public", "tenant_1", "_x", "a"] {
             assert!(SchemaName::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "1abc", "Public", "a-b", "a\"b", "a;drop", "pg_catalog", "information_schema", &"a".repeat(64)] {
+        for bad in ["", "1abc", "Public", "a-b", "a\"b", "a;drop", "pg_catalog", "information_schema", &"a".repeat(64)]
+        {
             assert!(SchemaName::parse(bad).is_err(), "{bad}");
         }
     }

@@ -44,10 +44,28 @@ fn parse_uuid(s: &str) -> Result<Uuid, StoreError> {
 macro_rules! user_cols {
     ($t:literal) => {
         concat!(
-            $t, "pk_user AS u_pk_user, ", $t, "email AS u_email, ", $t, "password_hash AS u_password_hash, ",
-            $t, "name AS u_name, ", $t, "roles AS u_roles, ", $t, "permissions AS u_permissions, ",
-            $t, "metadata AS u_metadata, ", $t, "is_active AS u_is_active, ", $t, "email_verified AS u_email_verified, ",
-            $t, "created_at AS u_created_at, ", $t, "updated_at AS u_updated_at"
+            $t,
+            "pk_user AS u_pk_user, ",
+            $t,
+            "email AS u_email, ",
+            $t,
+            "password_hash AS u_password_hash, ",
+            $t,
+            "name AS u_name, ",
+            $t,
+            "roles AS u_roles, ",
+            $t,
+            "permissions AS u_permissions, ",
+            $t,
+            "metadata AS u_metadata, ",
+            $t,
+            "is_active AS u_is_active, ",
+            $t,
+            "email_verified AS u_email_verified, ",
+            $t,
+            "created_at AS u_created_at, ",
+            $t,
+            "updated_at AS u_updated_at"
         )
     };
 }
@@ -55,9 +73,30 @@ macro_rules! user_cols {
 macro_rules! session_cols {
     ($t:literal) => {
         concat!(
-            $t, "pk_session, ", $t, "fk_user, ", $t, "token_family, ", $t, "refresh_counter, ", $t, "rotated_at, ",
-            $t, "created_at, ", $t, "last_active, ", $t, "expires_at, ", $t, "revoked_at, ", $t, "revoked_reason, ",
-            $t, "user_agent, ", $t, "ip_address"
+            $t,
+            "pk_session, ",
+            $t,
+            "fk_user, ",
+            $t,
+            "token_family, ",
+            $t,
+            "refresh_counter, ",
+            $t,
+            "rotated_at, ",
+            $t,
+            "created_at, ",
+            $t,
+            "last_active, ",
+            $t,
+            "expires_at, ",
+            $t,
+            "revoked_at, ",
+            $t,
+            "revoked_reason, ",
+            $t,
+            "user_agent, ",
+            $t,
+            "ip_address"
         )
     };
 }
@@ -199,6 +238,17 @@ impl UserStore for SqliteStore {
             .map_err(map)?;
         Ok(())
     }
+
+    async fn set_active(&self, id: Uuid, active: bool, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE tb_user SET is_active = ?2, updated_at = ?3 WHERE pk_user = ?1")
+            .bind(id.to_string())
+            .bind(active)
+            .bind(ts(now))
+            .execute(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(done.rows_affected() == 1)
+    }
 }
 
 #[async_trait]
@@ -265,7 +315,12 @@ impl SessionStore for SqliteStore {
         self.session_with_user(id).await
     }
 
-    async fn revoke_session(&self, id: SessionId, reason: RevokeReason, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn revoke_session(
+        &self,
+        id: SessionId,
+        reason: RevokeReason,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE tb_session SET revoked_at = ?2, revoked_reason = ?3 WHERE pk_session = ?1 AND revoked_at IS NULL",
         )

@@ -66,11 +66,7 @@ impl PasswordHasher {
     pub fn new(params: Argon2Params) -> Result<Self, String> {
         let p = Params::new(params.memory_kib, params.iterations, params.parallelism, Some(OUTPUT_LEN))
             .map_err(|e| format!("invalid Argon2 parameters: {e}"))?;
-        Ok(Self {
-            params,
-            argon: Argon2::new(Algorithm::Argon2id, Version::V0x13, p),
-            dummy: OnceLock::new(),
-        })
+        Ok(Self { params, argon: Argon2::new(Algorithm::Argon2id, Version::V0x13, p), dummy: OnceLock::new() })
     }
 
     pub fn params(&self) -> Argon2Params {

@@ -115,6 +115,11 @@ impl HashPool {
         self.stats.running.load(Ordering::Relaxed)
     }
 
+    /// Jobs that have started since the pool was made (a counter, for tests and metrics).
+    pub fn started(&self) -> usize {
+        self.stats.started.load(Ordering::Relaxed)
+    }
+
     /// Mean time a job waited in the queue so far.
     pub fn mean_wait(&self) -> Duration {
         let n = self.stats.started.load(Ordering::Relaxed).max(1);

@@ -232,7 +232,9 @@ mod tests {
         assert!(matches!(t.verify(&issue(&other), None, now()), Err(AuthError::InvalidToken("bad signature"))));
         let tok = issue(&t);
         let mut parts: Vec<&str> = tok.split('.').collect();
-        let payload = B64.encode(r#"{"sub":"x","type":"access","iat":0,"exp":9999999999,"jti":"j","session_id":"s","roles":["superuser"]}"#);
+        let payload = B64.encode(
+            r#"{"sub":"x","type":"access","iat":0,"exp":9999999999,"jti":"j","session_id":"s","roles":["superuser"]}"#,
+        );
         parts[1] = &payload;
         assert!(t.verify(&parts.join("."), None, now()).is_err());
     }
@@ -250,8 +252,7 @@ mod tests {
         assert!(matches!(strict.verify(&tok, None, now()), Err(AuthError::InvalidToken("wrong issuer"))));
         let claims = serde_json::json!({"sub": Uuid::new_v4().to_string(), "type": "refresh", "iat": now().timestamp(),
             "exp": now().timestamp() + 60, "jti": "j", "session_id": SessionId::new().to_string()});
-        let refresh_typed = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key())
-            .unwrap_or_default();
+        let refresh_typed = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key()).unwrap_or_default();
         assert!(matches!(t.verify(&refresh_typed, None, now()), Err(AuthError::InvalidToken("not an access token"))));
     }
 
@@ -260,7 +261,8 @@ mod tests {
         let t = tokens();
         let key = key();
         let h = Header::new(Algorithm::HS256);
-        let no_exp = serde_json::json!({"sub": "u", "type": "access", "iat": now().timestamp(), "jti": "j", "session_id": "s"});
+        let no_exp =
+            serde_json::json!({"sub": "u", "type": "access", "iat": now().timestamp(), "jti": "j", "session_id": "s"});
         let tok = jsonwebtoken::encode(&h, &no_exp, &key).unwrap_or_default();
         assert!(matches!(t.verify(&tok, None, now()), Err(AuthError::InvalidToken(_))));
         let future = serde_json::json!({"sub": "u", "type": "access", "iat": now().timestamp(), "exp": now().timestamp() + 600,

@@ -142,7 +142,14 @@ mod tests {
     #[test]
     fn malformed_input_is_refused() {
         let k = keys();
-        for junk in ["", "x", &"A".repeat(TOKEN_LEN), &"!".repeat(TOKEN_LEN), &"A".repeat(TOKEN_LEN + 1), "é".repeat(40).as_str()] {
+        for junk in [
+            "",
+            "x",
+            &"A".repeat(TOKEN_LEN),
+            &"!".repeat(TOKEN_LEN),
+            &"A".repeat(TOKEN_LEN + 1),
+            "é".repeat(40).as_str(),
+        ] {
             assert!(k.parse(junk, "public").is_err(), "{junk:.12}");
         }
     }

@@ -8,7 +8,9 @@ use fraise_core::AuthService;
 use fraise_core::service::LogoutRequest as Logout;
 
 use crate::AppState;
-use crate::dto::{AuthBody, LoginRequest, LogoutRequest, MessageBody, RefreshRequest, RegisterRequest, TokenBody, UserBody};
+use crate::dto::{
+    AuthBody, LoginRequest, LogoutRequest, MessageBody, RefreshRequest, RegisterRequest, TokenBody, UserBody,
+};
 use crate::error::ApiError;
 use crate::extract::{AuthUser, Client, JsonBody, MaybeAuthUser};
 

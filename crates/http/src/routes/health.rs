@@ -2,12 +2,12 @@
 //!
 //! `live` says the process answers; `ready` that it can serve (database reachable, migrations
 //! current); `/health` gives the details an operator wants, 503 when something is down.
+use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Json;
 use fraise_core::AuthService;
 use serde_json::json;
 

@@ -1,0 +1,282 @@
+//! `TestApp`: one fresh application per test, on SQLite (a temp file) or PostgreSQL (a schema of
+//! its own), driven through the router without a socket. Time is a `ManualClock`.
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::connect_info::MockConnectInfo;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use fraise_auth::boot::{self, Db};
+use fraise_auth::config::{Config, Sources};
+use fraise_core::{AuthService, ManualClock};
+use http_body_util::BodyExt as _;
+use serde_json::{Value, json};
+use sqlx::Connection as _;
+use tower::ServiceExt as _;
+
+pub const PASSWORD: &str = "TestPass123!";
+pub const SECRET: &str = "test-secret-0123456789-test-secret-0123456789";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each listed `async fn name(backend: Backend)` once per backend, as separate tests.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+pub fn pg_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/fraise_test".into())
+}
+
+/// Swaps the database name of a PostgreSQL URL.
+pub fn with_database(url: &str, db: &str) -> String {
+    let mut u = url::Url::parse(url).unwrap_or_else(|e| panic!("TEST_DATABASE_URL is not a URL: {e}"));
+    u.set_path(&format!("/{db}"));
+    u.to_string()
+}
+
+static PG_READY: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// Makes sure the test database exists and drops schemas left by earlier test processes. Fails
+/// (never skips) when PostgreSQL is unreachable: a backend that is not tested is not supported.
+pub async fn ensure_pg_database(url: &str) {
+    let name = url::Url::parse(url).map(|u| u.path().trim_start_matches('/').to_owned()).unwrap_or_default();
+    let admin = with_database(url, "postgres");
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL is unreachable at {admin}: {e}. Start it (see README) or set TEST_DATABASE_URL.")
+    });
+    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(&name)
+        .fetch_optional(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    if exists.is_none() {
+        // Another test process may win the race; "already exists" is fine.
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut conn).await;
+    }
+    let _ = conn.close().await;
+}
+
+async fn pg_prepare() {
+    PG_READY
+        .get_or_init(|| async {
+            let url = pg_url();
+            ensure_pg_database(&url).await;
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap_or_else(|e| panic!("{e}"));
+            let mine = format!("ft_{}_%", std::process::id());
+            let stale: Vec<String> = sqlx::query_scalar(
+                "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'ft\\_%' AND nspname NOT LIKE $1",
+            )
+            .bind(&mine)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_default();
+            for schema in stale {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")))
+                    .execute(&mut conn)
+                    .await;
+            }
+            let _ = conn.close().await;
+        })
+        .await;
+}
+
+pub struct TestApp {
+    pub router: Router,
+    pub clock: ManualClock,
+    pub auth: AuthService,
+    pub db: Db,
+    _dir: tempfile::TempDir,
+}
+
+#[derive(Debug)]
+pub struct Res {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Res {
+    /// The error code of an error envelope, or "" when there is none.
+    pub fn code(&self) -> &str {
+        self.body["detail"]["code"].as_str().unwrap_or("")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn str(&self, key: &str) -> String {
+        self.body[key].as_str().unwrap_or_else(|| panic!("no string {key:?} in {}", self.text)).to_owned()
+    }
+
+    #[track_caller]
+    pub fn assert(&self, status: u16, code: &str) -> &Self {
+        assert_eq!((self.status.as_u16(), self.code()), (status, code), "body: {}", self.text);
+        self
+    }
+}
+
+pub fn start_time() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_790_000_000, 0).unwrap_or_default()
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, &[]).await
+    }
+
+    /// A fresh app whose configuration is the test defaults overridden by `extra`.
+    pub async fn spawn_with(backend: Backend, extra: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let data_dir = dir.path().to_string_lossy().into_owned();
+        let url = pg_url();
+        let schema = format!("ft_{}_{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        let mut pairs: Vec<(&str, &str)> = vec![
+            ("DATA_DIR", &data_dir),
+            ("JWT_SECRET_KEY", SECRET),
+            ("ARGON2_MEMORY_COST", "8192"),
+            ("ARGON2_TIME_COST", "1"),
+            ("ARGON2_PARALLELISM", "1"),
+            ("HASH_CONCURRENCY", "2"),
+            ("HASH_QUEUE_SIZE", "64"),
+            ("DATABASE_POOL_MAX_SIZE", "5"),
+        ];
+        if backend == Backend::Postgres {
+            pg_prepare().await;
+            pairs.push(("DATABASE_URL", &url));
+            pairs.push(("DEFAULT_SCHEMA", &schema));
+        }
+        pairs.extend_from_slice(extra);
+        let config = Config::from_sources(&Sources::from_pairs(&pairs)).unwrap_or_else(|e| panic!("{e}"));
+        let db = Db::open(&config).await.unwrap_or_else(|e| panic!("{e:#}"));
+        db.migrate().await.unwrap_or_else(|e| panic!("{e:#}"));
+        let clock = ManualClock::new(start_time());
+        let auth = boot::service(&config, db.store(), SECRET.as_bytes(), Arc::new(clock.clone()))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let state = boot::state(&config, auth.clone());
+        let routes = fraise_http::routes(&state).route(
+            "/__test/panic",
+            get(|| async {
+                if true {
+                    panic!("deliberate test panic");
+                }
+                "unreachable"
+            }),
+        );
+        let peer: SocketAddr = ([203, 0, 113, 7], 41234).into();
+        let router = fraise_http::with_layers(routes, state).layer(MockConnectInfo(peer));
+        TestApp { router, clock, auth, db, _dir: dir }
+    }
+
+    pub fn clock_now(&self) -> DateTime<Utc> {
+        use fraise_core::Clock as _;
+        self.clock.now()
+    }
+
+    pub async fn send(&self, req: Request<Body>) -> Res {
+        let res = self.router.clone().oneshot(req).await.unwrap_or_else(|e| match e {});
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Res { status, headers, body, text }
+    }
+
+    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>, bearer: Option<&str>) -> Res {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(token) = bearer {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        let body = match body {
+            Some(v) => {
+                req = req.header("content-type", "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        self.send(req.body(body).unwrap_or_else(|e| panic!("{e}"))).await
+    }
+
+    /// POSTs raw bytes with the given content type.
+    pub async fn post_raw(&self, path: &str, content_type: Option<&str>, body: impl Into<Body>) -> Res {
+        let mut req = Request::builder().method(Method::POST).uri(path);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        self.send(req.body(body.into()).unwrap_or_else(|e| panic!("{e}"))).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Res {
+        self.call(Method::POST, path, Some(&body), None).await
+    }
+
+    pub async fn register(&self, email: &str, password: &str) -> Res {
+        self.post("/auth/register", json!({"email": email, "password": password, "name": "Test User"})).await
+    }
+
+    /// Registers `email` and returns the 201 body.
+    pub async fn signed_up(&self, email: &str) -> Res {
+        let r = self.register(email, PASSWORD).await;
+        r.assert(201, "");
+        r
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Res {
+        self.post("/auth/login", json!({"email": email, "password": password})).await
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Res {
+        self.post("/auth/refresh", json!({"refresh_token": refresh_token})).await
+    }
+
+    pub async fn me(&self, access_token: &str) -> Res {
+        self.call(Method::GET, "/auth/me", None, Some(access_token)).await
+    }
+
+    pub async fn logout(&self, body: Value, bearer: Option<&str>) -> Res {
+        self.call(Method::POST, "/auth/logout", Some(&body), bearer).await
+    }
+
+    /// The id of the user with `email`.
+    pub async fn user_id(&self, email: &str) -> uuid::Uuid {
+        let email = fraise_core::Email::parse(email).unwrap_or_else(|e| panic!("{e}"));
+        self.auth
+            .store()
+            .user_by_email(&email)
+            .await
+            .ok()
+            .flatten()
+            .map(|u| u.id)
+            .unwrap_or_else(|| panic!("no user {email}"))
+    }
+}

@@ -1,0 +1,12 @@
+//! The conformance suite: every test runs against SQLite and PostgreSQL (see `both_backends!`),
+//! each on a database of its own, in parallel.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod errors;
+mod flow;
+mod hashing;
+mod logout;
+mod refresh;
+mod storage;
