@@ -90,5 +90,12 @@ pub fn service(
 
 /// The router's state for `cfg`.
 pub fn state(cfg: &Config, auth: AuthService) -> AppState {
-    AppState { auth, http: HttpConfig { auth_prefix: cfg.auth_prefix.clone(), body_limit: cfg.max_body_bytes } }
+    AppState {
+        auth,
+        http: HttpConfig {
+            auth_prefix: cfg.auth_prefix.clone(),
+            body_limit: cfg.max_body_bytes,
+            request_timeout: std::time::Duration::from_secs(cfg.request_timeout_seconds),
+        },
+    }
 }

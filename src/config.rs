@@ -48,6 +48,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("REQUIRE_EMAIL_VERIFICATION", "false", "refuse logins of unverified emails (403 EMAIL_NOT_VERIFIED)"),
     ("AUTH_PREFIX", "/auth", "path prefix of the auth routes"),
     ("MAX_BODY_BYTES", "65536", "largest request body (413 above)"),
+    ("REQUEST_TIMEOUT_SECONDS", "30", "longest a request may take (408 after)"),
     ("LOG_LEVEL", "info", "`error`..`trace`, or a tracing filter such as `info,sqlx=debug`"),
     ("LOG_FORMAT", "pretty", "`pretty` or `json`"),
 ];
@@ -225,6 +226,7 @@ pub struct Config {
     pub require_verified_email: bool,
     pub auth_prefix: String,
     pub max_body_bytes: usize,
+    pub request_timeout_seconds: u64,
     pub log_level: String,
     pub log_json: bool,
     /// Keys set but not implemented by this version (warned about at start).
@@ -348,6 +350,7 @@ impl Config {
             require_verified_email: s.bool("REQUIRE_EMAIL_VERIFICATION", e),
             auth_prefix,
             max_body_bytes: s.parse("MAX_BODY_BYTES", "a number of bytes", e).unwrap_or(65536),
+            request_timeout_seconds: s.parse("REQUEST_TIMEOUT_SECONDS", "a number of seconds", e).unwrap_or(30),
             log_level: s.get("LOG_LEVEL").trim().to_owned(),
             log_json,
             inert: s.inert_keys(),
@@ -360,6 +363,21 @@ impl Config {
         }
         if cfg.hash_concurrency == 0 {
             errors.push("HASH_CONCURRENCY must be at least 1".into());
+        }
+        // Upper bounds: beyond them a value is a typo, and some would overflow date arithmetic or
+        // quietly disable theft detection.
+        for (key, value, max) in [
+            ("ACCESS_TOKEN_TTL_MINUTES", cfg.access_ttl_minutes, 24 * 60),
+            ("REFRESH_TOKEN_TTL_DAYS", cfg.refresh_ttl_days, 365),
+            ("REFRESH_REUSE_GRACE_SECONDS", cfg.reuse_grace_seconds, 60),
+            ("REQUEST_TIMEOUT_SECONDS", i64::try_from(cfg.request_timeout_seconds).unwrap_or(i64::MAX), 3600),
+        ] {
+            if value > max {
+                errors.push(format!("{key}={value} is above the maximum of {max}"));
+            }
+        }
+        if cfg.request_timeout_seconds == 0 {
+            errors.push("REQUEST_TIMEOUT_SECONDS must be at least 1".into());
         }
         if cfg.max_body_bytes < 1024 {
             errors.push("MAX_BODY_BYTES must be at least 1024".into());
@@ -474,11 +492,19 @@ mod tests {
 
     #[test]
     fn every_bad_value_is_reported_with_its_fix() {
-        let err =
-            cfg(&[("PORT", "http"), ("ARGON2_TIME_COST", "0"), ("LOG_FORMAT", "xml"), ("DATABASE_URL", "mysql://x")])
-                .err()
-                .unwrap_or_default();
-        for needle in ["PORT=\"http\"", "ARGON2_*", "LOG_FORMAT", "DATABASE_URL must start"] {
+        let err = cfg(&[
+            ("PORT", "http"),
+            ("ARGON2_TIME_COST", "0"),
+            ("LOG_FORMAT", "xml"),
+            ("DATABASE_URL", "mysql://x"),
+            ("REFRESH_TOKEN_TTL_DAYS", "100000000"),
+            ("REFRESH_REUSE_GRACE_SECONDS", "3600"),
+        ])
+        .err()
+        .unwrap_or_default();
+        for needle in
+            ["PORT=\"http\"", "ARGON2_*", "LOG_FORMAT", "DATABASE_URL must start", "REFRESH_TOKEN_TTL_DAYS", "GRACE"]
+        {
             assert!(err.contains(needle), "{needle} missing from {err}");
         }
     }

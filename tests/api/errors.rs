@@ -195,7 +195,30 @@ async fn hostile_bodies_never_cause_a_5xx(backend: Backend) {
     app.login("ÜNÏ@exämple.com", "Pässwörd-ünïcode-9Ü").await.assert(200, "");
 }
 
+async fn token_responses_are_not_cacheable(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let reg = app.signed_up("cache@example.com").await;
+    let login = app.login("cache@example.com", PASSWORD).await;
+    let refreshed = app.refresh(&login.str("refresh_token")).await;
+    for r in [&reg, &login, &refreshed] {
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+        assert_eq!(r.header("pragma"), Some("no-cache"));
+    }
+}
+
+async fn a_request_that_never_finishes_its_body_times_out_with_408(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("REQUEST_TIMEOUT_SECONDS", "1")]).await;
+    let stalled = futures::stream::pending::<Result<bytes::Bytes, std::io::Error>>();
+    let req = Request::post("/auth/login")
+        .header("content-type", "application/json")
+        .body(Body::from_stream(stalled))
+        .unwrap();
+    app.send(req).await.assert(408, "REQUEST_TIMEOUT");
+}
+
 both_backends!(
+    token_responses_are_not_cacheable,
+    a_request_that_never_finishes_its_body_times_out_with_408,
     register_validates_every_field,
     register_twice_is_a_conflict_whatever_the_case,
     concurrent_registrations_of_one_email_make_one_account,

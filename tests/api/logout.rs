@@ -77,6 +77,27 @@ async fn one_user_cannot_log_out_anothers_session_with_a_bearer(backend: Backend
     app.me(&alice.str("access_token")).await.assert(200, "");
 }
 
+async fn logout_with_a_bearer_and_no_body_at_all(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let reg = app.signed_up("nobody@example.com").await;
+    let req = axum::http::Request::post("/auth/logout")
+        .header("authorization", format!("Bearer {}", reg.str("access_token")))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    app.send(req).await.assert(200, "");
+    app.me(&reg.str("access_token")).await.assert(401, "INVALID_TOKEN");
+}
+
+async fn a_stale_refresh_token_at_logout_is_treated_as_theft(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let reg = app.signed_up("stale@example.com").await;
+    let newest = app.refresh(&reg.str("refresh_token")).await;
+    app.clock.advance(Duration::seconds(30));
+    app.logout(json!({"refresh_token": reg.str("refresh_token")}), None).await.assert(403, "TOKEN_THEFT_DETECTED");
+    app.refresh(&newest.str("refresh_token")).await.assert(401, "INVALID_TOKEN");
+    assert_eq!(crate::storage::count_audit(&app, "refresh_token_reuse").await, 1);
+}
+
 both_backends!(
     logout_kills_the_sessions_access_token_at_once,
     logout_with_only_a_bearer_ends_that_session,
@@ -85,4 +106,6 @@ both_backends!(
     bad_or_reused_refresh_tokens_at_logout_are_400_invalid_token,
     an_expired_bearer_does_not_block_logout_by_refresh_token,
     one_user_cannot_log_out_anothers_session_with_a_bearer,
+    logout_with_a_bearer_and_no_body_at_all,
+    a_stale_refresh_token_at_logout_is_treated_as_theft,
 );

@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod embedding;
 mod errors;
 mod flow;
 mod hashing;

@@ -165,7 +165,22 @@ async fn a_disabled_user_cannot_refresh_or_use_tokens(backend: Backend) {
     app.refresh(&reg.str("refresh_token")).await.assert(200, "");
 }
 
+async fn disabling_an_account_ends_its_sessions_for_good(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let reg = app.signed_up("banned@example.com").await;
+    let id = app.user_id("banned@example.com").await;
+    assert!(app.auth.set_user_active(id, false).await.unwrap());
+    app.me(&reg.str("access_token")).await.assert(403, "ACCOUNT_DISABLED");
+    assert!(app.auth.set_user_active(id, true).await.unwrap());
+    // Re-enabling does not resurrect the old chain.
+    app.refresh(&reg.str("refresh_token")).await.assert(401, "INVALID_TOKEN");
+    app.me(&reg.str("access_token")).await.assert(401, "INVALID_TOKEN");
+    app.login("banned@example.com", PASSWORD).await.assert(200, "");
+    assert!(!app.auth.set_user_active(uuid::Uuid::new_v4(), false).await.unwrap());
+}
+
 both_backends!(
+    disabling_an_account_ends_its_sessions_for_good,
     each_refresh_rotates_and_the_new_token_works,
     fifty_concurrent_refreshes_of_one_token_agree_on_one_successor,
     replay_inside_the_grace_window_returns_the_current_token,

@@ -8,8 +8,8 @@ use uuid::Uuid;
 
 use crate::email::Email;
 
-/// An account.
-#[derive(Debug, Clone, PartialEq)]
+/// An account. `Debug` leaves the password hash out.
+#[derive(Clone, PartialEq)]
 pub struct User {
     pub id: Uuid,
     pub email: String,
@@ -25,14 +25,31 @@ pub struct User {
     pub updated_at: DateTime<Utc>,
 }
 
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("is_active", &self.is_active)
+            .field("email_verified", &self.email_verified)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What `register` hands to the store; ids and timestamps are decided by the service.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NewUser {
     pub id: Uuid,
     pub email: Email,
     pub password_hash: String,
     pub name: Option<String>,
     pub now: DateTime<Utc>,
+}
+
+impl fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewUser").field("id", &self.id).field("email", &self.email).finish_non_exhaustive()
+    }
 }
 
 /// A login: one refresh-token chain.
@@ -76,6 +93,7 @@ pub enum RevokeReason {
     TokenTheft,
     PasswordChanged,
     Revoked,
+    AccountDisabled,
 }
 
 impl RevokeReason {
@@ -86,6 +104,7 @@ impl RevokeReason {
             Self::TokenTheft => "token_theft",
             Self::PasswordChanged => "password_changed",
             Self::Revoked => "revoked",
+            Self::AccountDisabled => "account_disabled",
         }
     }
 }

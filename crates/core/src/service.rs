@@ -68,12 +68,44 @@ pub struct ClientInfo {
     pub user_agent: Option<String>,
 }
 
-/// A fresh token pair.
-#[derive(Debug, Clone)]
+/// A fresh token pair. `Debug` shows neither token.
+#[derive(Clone)]
 pub struct Tokens {
     pub access_token: String,
     pub refresh_token: String,
     pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens").field("expires_at", &self.expires_at).finish_non_exhaustive()
+    }
+}
+
+/// Where a presented refresh counter stands against the session's current one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// The current token.
+    Current,
+    /// The one before, rotated within the grace window: answer with the current token again.
+    Grace,
+    /// Any older token, or the previous one after the window: a replay.
+    Replayed,
+    /// A counter we never issued (only possible with the key).
+    Unknown,
+}
+
+fn link(session: &Session, presented: i64, now: DateTime<Utc>, grace: Duration) -> Link {
+    let current = session.refresh_counter;
+    if presented == current {
+        Link::Current
+    } else if presented > current {
+        Link::Unknown
+    } else if presented + 1 == current && now - session.rotated_at <= grace {
+        Link::Grace
+    } else {
+        Link::Replayed
+    }
 }
 
 /// What register and login return.
@@ -295,45 +327,44 @@ impl AuthService {
         let Some((session, user)) = self.store.session_with_user(presented.session).await? else {
             return Err(AuthError::InvalidToken("unknown session"));
         };
+        if !user.is_active {
+            return Err(AuthError::AccountDisabled);
+        }
         if session.revoked_at.is_some() {
             return Err(AuthError::InvalidToken("session revoked"));
         }
         if session.expires_at <= now {
             return Err(AuthError::InvalidToken("refresh token expired"));
         }
-        if !user.is_active {
-            return Err(AuthError::AccountDisabled);
+        match link(&session, presented.counter, now, self.settings.reuse_grace) {
+            Link::Grace => self.tokens_for(&user, &session, now),
+            Link::Unknown => Err(AuthError::InvalidToken("unknown refresh token")),
+            // The row says live, active and current, yet the UPDATE matched nothing: it lost a
+            // race with a revocation or a disable that the reads above just missed. Retryable.
+            Link::Current => Err(AuthError::InvalidToken("refresh token is not current")),
+            Link::Replayed => {
+                self.on_theft(&session, presented.counter, client, now).await?;
+                Err(AuthError::TokenTheftDetected)
+            }
         }
-        if presented.counter > session.refresh_counter {
-            // A valid MAC over a counter we never issued: only possible with the key.
-            return Err(AuthError::InvalidToken("unknown refresh token"));
-        }
-        if presented.counter == session.refresh_counter {
-            // Lost a race against a revocation or expiry that has since been checked above, or
-            // the user was re-enabled mid-flight: let the client simply try again.
-            return Err(AuthError::InvalidToken("refresh token is not current"));
-        }
-        if presented.counter + 1 == session.refresh_counter && now - session.rotated_at <= self.settings.reuse_grace {
-            return self.tokens_for(&user, &session, now);
-        }
-        self.on_theft(&session, presented.counter, client, now).await;
-        Err(AuthError::TokenTheftDetected)
     }
 
-    async fn on_theft(&self, session: &Session, presented: i64, client: &ClientInfo, now: DateTime<Utc>) {
+    /// Revokes per [`TheftScope`] and audits. A failed revocation is an error, not a 403: telling
+    /// the client "sessions revoked" while the thief's chain lives on would be a lie; the retry
+    /// detects the replay again.
+    async fn on_theft(
+        &self,
+        session: &Session,
+        presented: i64,
+        client: &ClientInfo,
+        now: DateTime<Utc>,
+    ) -> Result<(), AuthError> {
         let revoked = match self.settings.theft_scope {
             TheftScope::User => {
-                self.store.revoke_user_sessions(session.user_id, None, RevokeReason::TokenTheft, now).await
+                self.store.revoke_user_sessions(session.user_id, None, RevokeReason::TokenTheft, now).await?
             }
             TheftScope::Session => {
-                self.store.revoke_session(session.id, RevokeReason::TokenTheft, now).await.map(u64::from)
-            }
-        };
-        let revoked = match revoked {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::error!(error = ?e, session = %session.id, "could not revoke sessions after refresh-token reuse");
-                0
+                u64::from(self.store.revoke_session(session.id, RevokeReason::TokenTheft, now).await?)
             }
         };
         tracing::warn!(user = %session.user_id, session = %session.id, presented, current = session.refresh_counter,
@@ -346,6 +377,22 @@ impl AuthService {
             json!({"presented_counter": presented, "current_counter": session.refresh_counter, "sessions_revoked": revoked}),
         )
         .await;
+        Ok(())
+    }
+
+    /// Enables or disables an account. Disabling also ends every session, so re-enabling later
+    /// does not bring back old (possibly stolen) refresh chains.
+    pub async fn set_user_active(&self, user: Uuid, active: bool) -> Result<bool, AuthError> {
+        let now = self.clock.now();
+        if !self.store.set_active(user, active, now).await? {
+            return Ok(false);
+        }
+        if !active {
+            self.store.revoke_user_sessions(user, None, RevokeReason::AccountDisabled, now).await?;
+        }
+        let kind = if active { "account_enabled" } else { "account_disabled" };
+        self.audit(kind, Some(user), None, &ClientInfo::default(), json!({})).await;
+        Ok(true)
     }
 
     /// Checks a bearer access token and the session behind it.
@@ -360,11 +407,12 @@ impl AuthService {
         if session.user_id != user_id {
             return Err(AuthError::InvalidToken("session belongs to another user"));
         }
-        if session.revoked_at.is_some() || session.expires_at <= now {
-            return Err(AuthError::InvalidToken("session ended"));
-        }
+        // A disabled account says so (403) even though disabling also ended its sessions.
         if !user.is_active {
             return Err(AuthError::AccountDisabled);
+        }
+        if session.revoked_at.is_some() || session.expires_at <= now {
+            return Err(AuthError::InvalidToken("session ended"));
         }
         Ok(Principal { user, session, claims })
     }
@@ -385,8 +433,18 @@ impl AuthService {
                 let Some((session, _)) = self.store.session_with_user(parsed.session).await? else {
                     return Err(AuthError::InvalidToken("unknown session"));
                 };
-                if parsed.counter > session.refresh_counter {
-                    return Err(AuthError::InvalidToken("unknown refresh token"));
+                // A stale token at logout is the same signal as at refresh: someone holds a
+                // rotated-out token. Handle it the same way rather than quietly logging out.
+                match link(&session, parsed.counter, now, self.settings.reuse_grace) {
+                    Link::Current | Link::Grace => {}
+                    Link::Unknown => return Err(AuthError::InvalidToken("unknown refresh token")),
+                    Link::Replayed if session.revoked_at.is_some() => {
+                        return Err(AuthError::InvalidToken("session already ended"));
+                    }
+                    Link::Replayed => {
+                        self.on_theft(&session, parsed.counter, client, now).await?;
+                        return Err(AuthError::TokenTheftDetected);
+                    }
                 }
                 if principal.is_some_and(|p| p.user.id != session.user_id) {
                     return Err(AuthError::InvalidToken("refresh token belongs to another user"));

@@ -9,7 +9,7 @@ pub fn rfc3339_ms<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Er
     s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 pub struct RegisterRequest {
     pub email: String,
     pub password: String,
@@ -17,18 +17,18 @@ pub struct RegisterRequest {
     pub name: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 pub struct LoginRequest {
     pub email: String,
     pub password: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 pub struct RefreshRequest {
     pub refresh_token: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct LogoutRequest {
     #[serde(default)]
     pub refresh_token: Option<String>,
@@ -105,4 +105,32 @@ impl From<Authenticated> for AuthBody {
 #[derive(Debug, Serialize)]
 pub struct MessageBody {
     pub message: &'static str,
+}
+
+/// Leaves passwords and tokens out.
+impl std::fmt::Debug for RegisterRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisterRequest").field("email", &self.email).field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// Leaves passwords and tokens out.
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRequest").field("email", &self.email).finish_non_exhaustive()
+    }
+}
+
+/// Leaves passwords and tokens out.
+impl std::fmt::Debug for RefreshRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshRequest").finish_non_exhaustive()
+    }
+}
+
+/// Leaves passwords and tokens out.
+impl std::fmt::Debug for LogoutRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogoutRequest").field("all", &self.all).finish_non_exhaustive()
+    }
 }

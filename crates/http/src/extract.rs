@@ -48,6 +48,37 @@ where
     }
 }
 
+/// Like [`JsonBody`], but an empty body (with or without a content type) is `T::default()`: for
+/// routes whose every field is optional, such as logout with only a bearer.
+#[derive(Debug, Clone)]
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for OptionalJsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Default,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let content_type = req.headers().get(header::CONTENT_TYPE).cloned();
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::for_status(StatusCode::PAYLOAD_TOO_LARGE)
+            } else {
+                ApiError::validation(None, "Could not read the request body")
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJsonBody(T::default()));
+        }
+        if !is_json(content_type.as_ref()) {
+            return Err(ApiError::for_status(StatusCode::UNSUPPORTED_MEDIA_TYPE));
+        }
+        parse_json(&bytes).map(OptionalJsonBody)
+    }
+}
+
 fn is_json(content_type: Option<&axum::http::HeaderValue>) -> bool {
     let Some(ct) = content_type.and_then(|v| v.to_str().ok()) else {
         return false;

@@ -5,17 +5,19 @@
 //! 3. envelope guard: any error response that is not already JSON (405 from the router, 413
 //!    from the body limit, ...) is rewritten into the API envelope;
 //! 4. panic catcher: a handler that panics yields a 500 envelope and the process keeps serving;
-//! 5. body limit.
+//! 5. request timeout (408 in the envelope), so a slow client cannot hold a task forever;
+//! 6. body limit.
 use std::any::Any;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::AppState;
@@ -26,6 +28,7 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Adds the fallback and the cross-cutting layers to `router` and binds the state.
 pub fn with_layers(router: Router<AppState>, state: AppState) -> Router {
     let body_limit = state.http.body_limit;
+    let timeout = TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.http.request_timeout);
     router
         .fallback(|| async { ApiError::not_found() })
         .layer(DefaultBodyLimit::max(body_limit))
@@ -38,7 +41,8 @@ pub fn with_layers(router: Router<AppState>, state: AppState) -> Router {
                     tracing::info_span!("request", id = id.unwrap_or("-"), method = %req.method(), path = %req.uri().path())
                 }))
                 .layer(middleware::from_fn(envelope_guard))
-                .layer(CatchPanicLayer::custom(on_panic)),
+                .layer(CatchPanicLayer::custom(on_panic))
+                .layer(timeout),
         )
         .with_state(state)
 }
@@ -73,7 +77,7 @@ fn on_panic(payload: Box<dyn Any + Send + 'static>) -> Response {
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "non-string panic payload".to_owned());
     tracing::error!(panic = %what, "handler panicked");
-    let mut res = ApiError::for_status(axum::http::StatusCode::INTERNAL_SERVER_ERROR).into_response();
+    let mut res = ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response();
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }

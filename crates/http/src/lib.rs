@@ -39,11 +39,17 @@ pub struct HttpConfig {
     pub auth_prefix: String,
     /// Largest accepted request body, in bytes (default 64 KiB).
     pub body_limit: usize,
+    /// Longest a request may take, body upload included, before a 408 (default 30 s).
+    pub request_timeout: std::time::Duration,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { auth_prefix: "/auth".to_owned(), body_limit: 64 * 1024 }
+        Self {
+            auth_prefix: "/auth".to_owned(),
+            body_limit: 64 * 1024,
+            request_timeout: std::time::Duration::from_secs(30),
+        }
     }
 }
 

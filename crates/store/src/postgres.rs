@@ -96,14 +96,21 @@ fn session_from(row: &PgRow) -> Result<Session, StoreError> {
     })
 }
 
-/// The PostgreSQL store for one schema. Clones share the pool.
-#[derive(Debug, Clone)]
+/// The PostgreSQL store for one schema. Clones share the pool. `Debug` omits the connect
+/// options, which hold the password.
+#[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
     options: PgConnectOptions,
     schema: SchemaName,
     /// `schema.quoted()`, computed once.
     q: String,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").field("schema", &self.schema).finish_non_exhaustive()
+    }
 }
 
 /// Pool sizing and timeouts.

@@ -139,6 +139,21 @@ fn session_from(row: &SqliteRow) -> Result<Session, StoreError> {
     })
 }
 
+#[cfg(unix)]
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(not(unix))]
+fn create_private(_: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -146,11 +161,14 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file at `path`.
+    /// Opens (creating if needed) the database file at `path`. A new file is created readable by
+    /// its owner only (it holds password hashes); SQLite gives its -wal and -shm files the same
+    /// mode.
     pub async fn open(path: &Path, max_connections: u32) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         }
+        create_private(path).map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         let options = SqliteConnectOptions::from_str("sqlite:")
             .map_err(map)?
             .filename(path)

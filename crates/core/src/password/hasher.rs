@@ -42,6 +42,8 @@ impl Argon2Params {
 /// 32-byte digest and 16-byte salt: what passlib wrote, so old and new hashes look alike.
 const OUTPUT_LEN: usize = 32;
 const SALT_LEN: usize = 16;
+/// Highest bcrypt cost accepted from imported hashes (cost 14 is ~1 s; each step doubles it).
+const MAX_BCRYPT_COST: u32 = 14;
 
 /// The result of checking a password against a stored hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,16 +82,29 @@ impl PasswordHasher {
         Ok(self.argon.hash_password_with_salt(password.as_bytes(), &salt)?.to_string())
     }
 
-    /// Checks `password` against `stored`. A hash that cannot be parsed never verifies.
+    /// Checks `password` against `stored`.
+    ///
+    /// A stored hash that cannot be parsed, or whose cost is beyond [`Self::within_ceiling`],
+    /// never verifies, and costs the same work as a real verification (the dummy hash): neither
+    /// its timing nor its cost is chosen by whoever wrote the row.
     pub fn verify(&self, password: &str, stored: &str) -> Verification {
         if stored.starts_with("$2") {
+            let cost = stored.get(4..6).and_then(|c| c.parse::<u32>().ok());
+            if cost.is_none_or(|c| c > MAX_BCRYPT_COST) {
+                tracing::warn!("stored bcrypt hash is malformed or costlier than {MAX_BCRYPT_COST}; refusing it");
+                return self.verify_dummy(password);
+            }
             return match bcrypt::verify(password, stored) {
                 Ok(true) => Verification::ValidNeedsRehash,
                 _ => Verification::Invalid,
             };
         }
-        let Ok(parsed) = PasswordHash::new(stored) else {
-            return Verification::Invalid;
+        let parsed = match PasswordHash::new(stored) {
+            Ok(p) if self.within_ceiling(&p) => p,
+            _ => {
+                tracing::warn!("stored password hash is unparseable or beyond the cost ceiling; refusing it");
+                return self.verify_dummy(password);
+            }
         };
         // Argon2::verify_password takes algorithm, version and costs from the hash itself.
         if self.argon.verify_password(password.as_bytes(), &parsed).is_err() {
@@ -108,6 +123,18 @@ impl PasswordHasher {
         });
         let _ = self.verify(password, dummy);
         Verification::Invalid
+    }
+
+    /// Stored Argon2 costs accepted for verification: up to 4x the configured memory and passes
+    /// (at least 256 MiB and 10 passes) and 64 lanes. Beyond that one login could pin a worker or
+    /// gigabytes of memory.
+    fn within_ceiling(&self, h: &PasswordHash) -> bool {
+        let Ok(p) = Params::try_from(h) else {
+            return false;
+        };
+        p.m_cost() <= self.params.memory_kib.saturating_mul(4).max(262_144)
+            && p.t_cost() <= self.params.iterations.saturating_mul(4).max(10)
+            && p.p_cost() <= 64
     }
 
     /// Makes the dummy hash now, so the first unknown-email login costs one hash, not two.
@@ -170,6 +197,18 @@ mod tests {
         for stored in ["", "$argon2id$", "plaintext", "$2b$12$short", "$argon2id$v=19$m=8,t=1,p=1$AAAA$AAAA"] {
             assert_eq!(h.verify("x", stored), Verification::Invalid, "{stored}");
         }
+    }
+
+    #[test]
+    fn stored_costs_beyond_the_ceiling_are_refused_without_being_computed() {
+        let h = tiny();
+        let started = std::time::Instant::now();
+        let huge =
+            "$argon2id$v=19$m=4194304,t=2,p=8$GaOUsnaOkfJ+D8F47/3fWw$fja9+THxQVkS4Y+aMbB4//c7Dyn6mWfeFLBlbOW+Bs4";
+        assert_eq!(h.verify("TestPassword123!", huge), Verification::Invalid);
+        let bcrypt31 = "$2b$31$uoTVCAfhVHCUpzH/jd6KWudIe3xMgQoKWZNO00K0nV3Sgk1ykJY/O";
+        assert_eq!(h.verify("TestPassword123!", bcrypt31), Verification::Invalid);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "neither hash was computed at its stated cost");
     }
 
     #[test]

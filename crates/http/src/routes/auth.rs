@@ -1,26 +1,33 @@
 //! `/auth/*`: register, login, refresh, logout, me. Handlers only translate: every decision is
 //! the service's.
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use fraise_core::AuthService;
 use fraise_core::service::LogoutRequest as Logout;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::AppState;
 use crate::dto::{
     AuthBody, LoginRequest, LogoutRequest, MessageBody, RefreshRequest, RegisterRequest, TokenBody, UserBody,
 };
 use crate::error::ApiError;
-use crate::extract::{AuthUser, Client, JsonBody, MaybeAuthUser};
+use crate::extract::{AuthUser, Client, JsonBody, MaybeAuthUser, OptionalJsonBody};
 
+/// Token-bearing responses must not be cached by browsers or proxies (RFC 6749 §5.1); the whole
+/// group gets `Cache-Control: no-store` and `Pragma: no-cache`.
 pub fn router() -> Router<AppState> {
+    let no_store = SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let no_cache = SetResponseHeaderLayer::overriding(header::PRAGMA, HeaderValue::from_static("no-cache"));
     Router::new()
         .route("/register", post(register))
         .route("/login", post(login))
         .route("/refresh", post(refresh))
         .route("/logout", post(logout))
         .route("/me", get(me))
+        .layer(no_store)
+        .layer(no_cache)
 }
 
 async fn register(
@@ -55,7 +62,7 @@ async fn logout(
     State(auth): State<AuthService>,
     Client(client): Client,
     MaybeAuthUser(bearer): MaybeAuthUser,
-    JsonBody(body): JsonBody<LogoutRequest>,
+    OptionalJsonBody(body): OptionalJsonBody<LogoutRequest>,
 ) -> Result<Json<MessageBody>, ApiError> {
     let principal = match bearer {
         None => None,
