@@ -36,7 +36,7 @@ impl Db {
                 let pool = PgPoolSettings {
                     min_connections: cfg.pool_min,
                     max_connections: cfg.pool_max,
-                    ..PgPoolSettings::default()
+                    acquire_timeout: std::time::Duration::from_secs(cfg.pool_timeout_seconds),
                 };
                 Db::Postgres(Box::new(
                     PgStore::connect_lazy(url.expose_secret(), schema, pool).context("invalid DATABASE_URL")?,

@@ -25,6 +25,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ),
     ("DATABASE_POOL_MIN_SIZE", "1", "connections kept open"),
     ("DATABASE_POOL_MAX_SIZE", "10", "most connections open at once"),
+    ("DATABASE_POOL_TIMEOUT_SECONDS", "5", "wait for a free connection before answering 503"),
     ("DEFAULT_SCHEMA", "public", "PostgreSQL schema holding the tables"),
     ("AUTO_MIGRATE", "true", "`serve` applies pending migrations at start (`--no-migrate` turns it off)"),
     ("ENVIRONMENT", "development", "`production` makes a missing or short JWT secret fatal"),
@@ -210,6 +211,7 @@ pub struct Config {
     pub database: Database,
     pub pool_min: u32,
     pub pool_max: u32,
+    pub pool_timeout_seconds: u64,
     pub auto_migrate: bool,
     pub production: bool,
     pub jwt_secret: Option<SecretString>,
@@ -326,6 +328,7 @@ impl Config {
             port: s.parse("PORT", "a TCP port (1-65535)", e).unwrap_or(8000),
             pool_min: s.parse("DATABASE_POOL_MIN_SIZE", "a number of connections", e).unwrap_or(1),
             pool_max: s.parse("DATABASE_POOL_MAX_SIZE", "a number of connections", e).unwrap_or(10),
+            pool_timeout_seconds: s.parse("DATABASE_POOL_TIMEOUT_SECONDS", "a number of seconds", e).unwrap_or(5),
             auto_migrate: s.bool("AUTO_MIGRATE", e),
             data_dir,
             database,
@@ -375,6 +378,9 @@ impl Config {
             if value > max {
                 errors.push(format!("{key}={value} is above the maximum of {max}"));
             }
+        }
+        if cfg.pool_timeout_seconds == 0 || cfg.pool_timeout_seconds > 300 {
+            errors.push("DATABASE_POOL_TIMEOUT_SECONDS must be between 1 and 300".into());
         }
         if cfg.request_timeout_seconds == 0 {
             errors.push("REQUEST_TIMEOUT_SECONDS must be at least 1".into());
@@ -462,6 +468,17 @@ mod tests {
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, String> {
         Config::from_sources(&Sources::from_pairs(pairs)).and_then(|c| c.check_secret().map(|()| c))
+    }
+
+    #[test]
+    fn the_readme_documents_every_key() {
+        let readme = include_str!("../README.md");
+        for (key, _, _) in KEYS {
+            assert!(readme.contains(&format!("`{key}`")), "README.md does not document {key}");
+        }
+        for key in NOT_YET {
+            assert!(readme.contains(&format!("`{key}`")), "README.md does not list {key}");
+        }
     }
 
     #[test]

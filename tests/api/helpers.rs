@@ -108,6 +108,36 @@ async fn pg_prepare() {
         .await;
 }
 
+/// A bare router with the same request helpers as `TestApp` (for apps built by hand).
+pub struct RawApp(pub Router);
+
+impl RawApp {
+    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>, bearer: Option<&str>) -> Res {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(token) = bearer {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        let body = match body {
+            Some(v) => {
+                req = req.header("content-type", "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        send(&self.0, req.body(body).unwrap_or_else(|e| panic!("{e}"))).await
+    }
+}
+
+async fn send(router: &Router, req: Request<Body>) -> Res {
+    let res = router.clone().oneshot(req).await.unwrap_or_else(|e| match e {});
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = res.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Res { status, headers, body, text }
+}
+
 pub struct TestApp {
     pub router: Router,
     pub clock: ManualClock,
@@ -203,28 +233,11 @@ impl TestApp {
     }
 
     pub async fn send(&self, req: Request<Body>) -> Res {
-        let res = self.router.clone().oneshot(req).await.unwrap_or_else(|e| match e {});
-        let status = res.status();
-        let headers = res.headers().clone();
-        let bytes = res.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Res { status, headers, body, text }
+        send(&self.router, req).await
     }
 
     pub async fn call(&self, method: Method, path: &str, body: Option<&Value>, bearer: Option<&str>) -> Res {
-        let mut req = Request::builder().method(method).uri(path);
-        if let Some(token) = bearer {
-            req = req.header("authorization", format!("Bearer {token}"));
-        }
-        let body = match body {
-            Some(v) => {
-                req = req.header("content-type", "application/json");
-                Body::from(v.to_string())
-            }
-            None => Body::empty(),
-        };
-        self.send(req.body(body).unwrap_or_else(|e| panic!("{e}"))).await
+        RawApp(self.router.clone()).call(method, path, body, bearer).await
     }
 
     /// POSTs raw bytes with the given content type.

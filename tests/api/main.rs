@@ -9,5 +9,6 @@ mod errors;
 mod flow;
 mod hashing;
 mod logout;
+mod outage;
 mod refresh;
 mod storage;
