@@ -46,3 +46,14 @@ if ! grep -q "All authentication tests passed" <<<"$out"; then
   exit 1
 fi
 echo "seed auth flow tester: passed"
+
+# Graceful shutdown: SIGTERM ends the server with status 0 after in-flight requests.
+kill -TERM "$pid"
+status=0
+wait "$pid" || status=$?
+if [ "$status" -ne 0 ] || ! grep -q "shut down cleanly" "$log"; then
+  cat "$log" >&2
+  echo "server did not shut down cleanly on SIGTERM (status $status)" >&2
+  exit 1
+fi
+echo "graceful shutdown on SIGTERM: ok"

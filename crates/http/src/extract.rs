@@ -37,13 +37,7 @@ where
         if !is_json(req.headers().get(header::CONTENT_TYPE)) {
             return Err(ApiError::for_status(StatusCode::UNSUPPORTED_MEDIA_TYPE));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::for_status(StatusCode::PAYLOAD_TOO_LARGE)
-            } else {
-                ApiError::validation(None, "Could not read the request body")
-            }
-        })?;
+        let bytes = read_body(req, state).await?;
         parse_json(&bytes).map(JsonBody)
     }
 }
@@ -62,13 +56,7 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let content_type = req.headers().get(header::CONTENT_TYPE).cloned();
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::for_status(StatusCode::PAYLOAD_TOO_LARGE)
-            } else {
-                ApiError::validation(None, "Could not read the request body")
-            }
-        })?;
+        let bytes = read_body(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(T::default()));
         }
@@ -77,6 +65,17 @@ where
         }
         parse_json(&bytes).map(OptionalJsonBody)
     }
+}
+
+/// Reads the whole body under the configured limit: 413 above it, 400 if it cannot be read.
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::for_status(StatusCode::PAYLOAD_TOO_LARGE)
+        } else {
+            ApiError::validation(None, "Could not read the request body")
+        }
+    })
 }
 
 fn is_json(content_type: Option<&axum::http::HeaderValue>) -> bool {
