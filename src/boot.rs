@@ -3,7 +3,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use chrono::Duration;
+use fraise_core::mail::Mailer;
 use fraise_core::password::{HashPool, PasswordHasher};
+use fraise_core::service::Components;
 use fraise_core::store::Store;
 use fraise_core::tokens::{AccessTokens, JwtSettings, RefreshTokens};
 use fraise_core::{AuthService, Clock, Settings};
@@ -77,6 +79,7 @@ pub fn service(
         leeway: Duration::zero(),
     };
     let access = AccessTokens::hs256(secret, jwt).map_err(anyhow::Error::msg)?;
+    let mailer = mailer(cfg)?;
     let settings = Settings {
         refresh_ttl: Duration::days(cfg.refresh_ttl_days),
         reuse_grace: Duration::seconds(cfg.reuse_grace_seconds),
@@ -84,8 +87,37 @@ pub fn service(
         require_verified_email: cfg.require_verified_email,
         policy: cfg.policy.clone(),
         tenant: None,
+        max_sessions_per_user: cfg.max_sessions_per_user,
+        idle_timeout: (cfg.idle_timeout_minutes > 0).then(|| Duration::minutes(cfg.idle_timeout_minutes)),
+        absolute_lifetime: (cfg.absolute_lifetime_hours > 0).then(|| Duration::hours(cfg.absolute_lifetime_hours)),
+        touch_interval: Duration::minutes(1),
+        reset_ttl: Duration::minutes(cfg.reset_ttl_minutes),
+        verification_ttl: Duration::hours(cfg.verification_ttl_hours),
+        reset_throttle: Duration::minutes(1),
+        links: cfg.links.clone(),
     };
-    Ok(AuthService::new(store, clock, Arc::new(hasher), pool, access, RefreshTokens::from_secret(secret), settings))
+    let components = Components {
+        store,
+        clock,
+        hasher: Arc::new(hasher),
+        pool,
+        access,
+        refresh: RefreshTokens::from_secret(secret),
+        mailer,
+    };
+    Ok(AuthService::new(components, settings))
+}
+
+/// SMTP when `SMTP_URL` is set, else the outbox folder `DATA_DIR/outbox`.
+pub fn mailer(cfg: &Config) -> anyhow::Result<Arc<dyn Mailer>> {
+    let from = fraise_mail::parse_mailbox(&cfg.mail_from).map_err(anyhow::Error::msg)?;
+    Ok(match &cfg.smtp_url {
+        Some(url) => Arc::new(fraise_mail::Smtp::from_url(url.expose_secret(), from).map_err(anyhow::Error::msg)?),
+        None => Arc::new(
+            fraise_mail::Outbox::new(cfg.data_dir.join("outbox"), from)
+                .with_context(|| format!("cannot create the outbox in {}", cfg.data_dir.display()))?,
+        ),
+    })
 }
 
 /// The router's state for `cfg`.

@@ -46,6 +46,20 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("PASSWORD_REQUIRE_LOWERCASE", "true", "policy: a lowercase letter"),
     ("PASSWORD_REQUIRE_DIGIT", "true", "policy: a digit"),
     ("PASSWORD_REQUIRE_SPECIAL", "true", "policy: a character that is not a letter or digit"),
+    ("MAX_SESSIONS_PER_USER", "10", "a login beyond this many live sessions revokes the least recently active"),
+    ("SESSION_IDLE_TIMEOUT_MINUTES", "0", "end sessions unused this long (0 = off)"),
+    ("SESSION_ABSOLUTE_LIFETIME_HOURS", "0", "end sessions this old, however active (0 = off)"),
+    ("PASSWORD_RESET_TTL_MINUTES", "60", "lifetime of a password-reset link"),
+    ("EMAIL_VERIFICATION_TTL_HOURS", "24", "lifetime of an email-verification link"),
+    ("APP_BASE_URL", "http://localhost:8000", "base of the links in emails"),
+    ("RESET_URL_TEMPLATE", "", "reset link with `{token}` (default `APP_BASE_URL/reset-password?token={token}`)"),
+    ("VERIFY_URL_TEMPLATE", "", "verification link with `{token}` (default `APP_BASE_URL/verify-email?token={token}`)"),
+    (
+        "SMTP_URL",
+        "",
+        "`smtp://user:pass@host:587` (STARTTLS), `smtps://…:465`, `smtp://host:25?tls=none`; unset = outbox files in DATA_DIR/outbox",
+    ),
+    ("MAIL_FROM", "fraise-auth <noreply@localhost>", "sender of the emails"),
     ("REQUIRE_EMAIL_VERIFICATION", "false", "refuse logins of unverified emails (403 EMAIL_NOT_VERIFIED)"),
     ("AUTH_PREFIX", "/auth", "path prefix of the auth routes"),
     ("MAX_BODY_BYTES", "65536", "largest request body (413 above)"),
@@ -226,6 +240,14 @@ pub struct Config {
     pub hash_queue: usize,
     pub policy: PasswordPolicy,
     pub require_verified_email: bool,
+    pub max_sessions_per_user: usize,
+    pub idle_timeout_minutes: i64,
+    pub absolute_lifetime_hours: i64,
+    pub reset_ttl_minutes: i64,
+    pub verification_ttl_hours: i64,
+    pub links: fraise_core::mail::Links,
+    pub smtp_url: Option<SecretString>,
+    pub mail_from: String,
     pub auth_prefix: String,
     pub max_body_bytes: usize,
     pub request_timeout_seconds: u64,
@@ -351,6 +373,18 @@ impl Config {
                 require_special: s.bool("PASSWORD_REQUIRE_SPECIAL", e),
             },
             require_verified_email: s.bool("REQUIRE_EMAIL_VERIFICATION", e),
+            max_sessions_per_user: s.parse("MAX_SESSIONS_PER_USER", "a number of sessions", e).unwrap_or(10),
+            idle_timeout_minutes: s
+                .parse("SESSION_IDLE_TIMEOUT_MINUTES", "a number of minutes (0 = off)", e)
+                .unwrap_or(0),
+            absolute_lifetime_hours: s
+                .parse("SESSION_ABSOLUTE_LIFETIME_HOURS", "a number of hours (0 = off)", e)
+                .unwrap_or(0),
+            reset_ttl_minutes: s.parse("PASSWORD_RESET_TTL_MINUTES", "a number of minutes", e).unwrap_or(60),
+            verification_ttl_hours: s.parse("EMAIL_VERIFICATION_TTL_HOURS", "a number of hours", e).unwrap_or(24),
+            links: links(s, e),
+            smtp_url: s.opt("SMTP_URL").map(SecretString::from),
+            mail_from: s.get("MAIL_FROM").trim().to_owned(),
             auth_prefix,
             max_body_bytes: s.parse("MAX_BODY_BYTES", "a number of bytes", e).unwrap_or(65536),
             request_timeout_seconds: s.parse("REQUEST_TIMEOUT_SECONDS", "a number of seconds", e).unwrap_or(30),
@@ -378,6 +412,25 @@ impl Config {
             if value > max {
                 errors.push(format!("{key}={value} is above the maximum of {max}"));
             }
+        }
+        for (key, value, max) in [
+            ("SESSION_IDLE_TIMEOUT_MINUTES", cfg.idle_timeout_minutes, 525_600),
+            ("SESSION_ABSOLUTE_LIFETIME_HOURS", cfg.absolute_lifetime_hours, 87_600),
+            ("PASSWORD_RESET_TTL_MINUTES", cfg.reset_ttl_minutes, 1_440),
+            ("EMAIL_VERIFICATION_TTL_HOURS", cfg.verification_ttl_hours, 720),
+        ] {
+            if !(0..=max).contains(&value) {
+                errors.push(format!("{key}={value} must be between 0 and {max}"));
+            }
+        }
+        if cfg.reset_ttl_minutes == 0 || cfg.verification_ttl_hours == 0 {
+            errors.push("PASSWORD_RESET_TTL_MINUTES and EMAIL_VERIFICATION_TTL_HOURS must be at least 1".into());
+        }
+        if cfg.max_sessions_per_user == 0 {
+            errors.push("MAX_SESSIONS_PER_USER must be at least 1".into());
+        }
+        if fraise_mail::parse_mailbox(&cfg.mail_from).is_err() {
+            errors.push(format!("MAIL_FROM={:?} is not a mailbox such as `Name <noreply@example.com>`", cfg.mail_from));
         }
         if cfg.pool_timeout_seconds == 0 || cfg.pool_timeout_seconds > 300 {
             errors.push("DATABASE_POOL_TIMEOUT_SECONDS must be between 1 and 300".into());
@@ -438,6 +491,26 @@ impl Config {
         tracing::warn!(path = %path.display(), "JWT_SECRET_KEY is not set: generated a secret and stored it (mode 0600). Set JWT_SECRET_KEY for anything but local use.");
         Ok((SecretString::from(secret), Some(path)))
     }
+}
+
+/// The email link templates: explicit templates must contain `{token}`.
+fn links(s: &Sources, e: &mut Vec<String>) -> fraise_core::mail::Links {
+    let base = s.get("APP_BASE_URL").trim().to_owned();
+    if url::Url::parse(&base).is_err() {
+        e.push(format!("APP_BASE_URL={base:?} is not a URL such as https://app.example.com"));
+    }
+    let mut links = fraise_core::mail::Links::from_base(&base);
+    for (key, slot) in
+        [("RESET_URL_TEMPLATE", &mut links.reset_template), ("VERIFY_URL_TEMPLATE", &mut links.verify_template)]
+    {
+        if let Some(t) = s.opt(key) {
+            if !t.contains("{token}") {
+                e.push(format!("{key} must contain {{token}}, e.g. https://app.example.com/reset?token={{token}}"));
+            }
+            *slot = t;
+        }
+    }
+    links
 }
 
 /// 48 random bytes, base64url: 64 characters, for `JWT_SECRET_KEY`.

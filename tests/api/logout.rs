@@ -95,7 +95,7 @@ async fn a_stale_refresh_token_at_logout_is_treated_as_theft(backend: Backend) {
     app.clock.advance(Duration::seconds(30));
     app.logout(json!({"refresh_token": reg.str("refresh_token")}), None).await.assert(403, "TOKEN_THEFT_DETECTED");
     app.refresh(&newest.str("refresh_token")).await.assert(401, "INVALID_TOKEN");
-    assert_eq!(crate::storage::count_audit(&app, "refresh_token_reuse").await, 1);
+    assert_eq!(crate::storage::count_audit(&app, "token_theft_detected").await, 1);
 }
 
 both_backends!(

@@ -111,7 +111,7 @@ async fn theft_is_recorded_in_the_audit_trail(backend: Backend) {
     app.refresh(&t0).await.assert(200, "");
     app.clock.advance(Duration::minutes(1));
     app.refresh(&t0).await.assert(403, "TOKEN_THEFT_DETECTED");
-    let n = crate::storage::count_audit(&app, "refresh_token_reuse").await;
+    let n = crate::storage::count_audit(&app, "token_theft_detected").await;
     assert_eq!(n, 1);
 }
 

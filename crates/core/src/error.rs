@@ -32,6 +32,18 @@ pub enum AuthError {
     TokenExpired,
     #[error("refresh token reuse detected")]
     TokenTheftDetected,
+    /// Not the caller's session, or already ended.
+    #[error("session not found")]
+    SessionNotFound,
+    /// DELETE of the session the caller is using: that is what logout is for.
+    #[error("cannot revoke the current session")]
+    CannotRevokeCurrentSession,
+    /// A reset or verification token that is unknown, used or expired.
+    #[error("invalid or expired reset token")]
+    InvalidResetToken,
+    /// A new password (reset, change) that fails the policy.
+    #[error("{0}")]
+    WeakPassword(String),
     /// The password-hashing queue is full: try again later.
     #[error("password hashing queue is full")]
     Busy { retry_after: Duration },

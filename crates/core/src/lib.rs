@@ -19,6 +19,7 @@
 pub mod clock;
 pub mod email;
 pub mod error;
+pub mod mail;
 pub mod model;
 pub mod password;
 pub mod service;

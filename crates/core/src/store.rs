@@ -21,6 +21,43 @@ pub trait UserStore: Send + Sync {
     async fn set_password_hash(&self, id: Uuid, hash: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
     /// Enables or disables an account; `false` if there is no such user.
     async fn set_active(&self, id: Uuid, active: bool, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Replaces the password hash and, in the same transaction, revokes every live session of
+    /// the user except `keep`. Returns how many sessions were revoked.
+    async fn set_password(
+        &self,
+        id: Uuid,
+        hash: &str,
+        keep: Option<SessionId>,
+        reason: RevokeReason,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+
+    /// Updates the profile: `name` when `Some` (`Some(None)` clears it), `metadata` when `Some`.
+    async fn update_profile(
+        &self,
+        id: Uuid,
+        name: Option<Option<String>>,
+        metadata: Option<serde_json::Value>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, StoreError>;
+
+    async fn set_email_verified(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<User>, StoreError>;
+}
+
+/// Extra conditions for a session to count as live, beyond "not revoked, not expired".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Liveness {
+    /// Sessions last active before this are idle (SESSION_IDLE_TIMEOUT_MINUTES).
+    pub idle_cutoff: Option<DateTime<Utc>>,
+    /// Sessions created before this are too old (SESSION_ABSOLUTE_LIFETIME_HOURS).
+    pub created_cutoff: Option<DateTime<Utc>>,
+}
+
+impl Liveness {
+    pub fn admits(&self, s: &Session) -> bool {
+        self.idle_cutoff.is_none_or(|c| s.last_active >= c) && self.created_cutoff.is_none_or(|c| s.created_at >= c)
+    }
 }
 
 #[async_trait]
@@ -41,7 +78,30 @@ pub trait SessionStore: Send + Sync {
         presented: i64,
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
+        live: Liveness,
     ) -> Result<Option<(Session, User)>, StoreError>;
+
+    /// The user's sessions that are not revoked and not expired at `now`, most recently active
+    /// first.
+    async fn live_sessions(&self, user: Uuid, now: DateTime<Utc>) -> Result<Vec<Session>, StoreError>;
+
+    /// Sets `last_active = now` if it is older than `stale_before` (so a busy session writes at
+    /// most once per interval, not on every request).
+    async fn touch_session(
+        &self,
+        id: SessionId,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Revokes `id` only if it belongs to `user` and is live; `false` otherwise.
+    async fn revoke_user_session(
+        &self,
+        user: Uuid,
+        id: SessionId,
+        reason: RevokeReason,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 
     /// Revokes one session; `false` if it did not exist or was already revoked.
     async fn revoke_session(&self, id: SessionId, reason: RevokeReason, now: DateTime<Utc>)
@@ -55,6 +115,49 @@ pub trait SessionStore: Send + Sync {
         reason: RevokeReason,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
+}
+
+/// The two kinds of single-use, emailed tokens. Each has its own table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OneTimeKind {
+    /// `tb_password_reset`
+    PasswordReset,
+    /// `tb_email_verification`
+    EmailVerification,
+}
+
+/// Single-use tokens, stored only as SHA-256.
+#[async_trait]
+pub trait OneTimeTokenStore: Send + Sync {
+    /// Stores a new token for `user`, voiding (marking used) the user's older unused ones of the
+    /// same kind, in one transaction.
+    async fn issue_one_time(
+        &self,
+        kind: OneTimeKind,
+        user: Uuid,
+        hash: &[u8; 32],
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// The user a valid (unused, unexpired) token belongs to, without using it up.
+    async fn peek_one_time(
+        &self,
+        kind: OneTimeKind,
+        hash: &[u8; 32],
+        now: DateTime<Utc>,
+    ) -> Result<Option<Uuid>, StoreError>;
+
+    /// Uses the token up, atomically: of two concurrent callers only one gets the user.
+    async fn consume_one_time(
+        &self,
+        kind: OneTimeKind,
+        hash: &[u8; 32],
+        now: DateTime<Utc>,
+    ) -> Result<Option<Uuid>, StoreError>;
+
+    /// When the user's newest token of this kind was issued (for per-email throttling).
+    async fn last_one_time(&self, kind: OneTimeKind, user: Uuid) -> Result<Option<DateTime<Utc>>, StoreError>;
 }
 
 #[async_trait]
@@ -74,6 +177,6 @@ pub trait StoreHealth: Send + Sync {
 }
 
 /// Everything the service needs from storage.
-pub trait Store: UserStore + SessionStore + AuditStore + StoreHealth {}
+pub trait Store: UserStore + SessionStore + OneTimeTokenStore + AuditStore + StoreHealth {}
 
-impl<T: UserStore + SessionStore + AuditStore + StoreHealth> Store for T {}
+impl<T: UserStore + SessionStore + OneTimeTokenStore + AuditStore + StoreHealth> Store for T {}

@@ -134,3 +134,139 @@ impl std::fmt::Debug for LogoutRequest {
         f.debug_struct("LogoutRequest").field("all", &self.all).finish_non_exhaustive()
     }
 }
+
+/// The device behind a session, parsed from its User-Agent (woothee); `null` where unknown.
+#[derive(Debug, Serialize)]
+pub struct DeviceInfo {
+    pub user_agent: Option<String>,
+    pub platform: Option<String>,
+    pub browser: Option<String>,
+}
+
+impl DeviceInfo {
+    pub fn from_user_agent(ua: Option<&str>) -> Self {
+        let parsed = ua.and_then(|ua| woothee::parser::Parser::new().parse(ua));
+        let known = |v: &str| (!v.is_empty() && v != "UNKNOWN").then(|| v.to_owned());
+        Self {
+            user_agent: ua.map(str::to_owned),
+            platform: parsed.as_ref().and_then(|p| known(p.os)),
+            browser: parsed.as_ref().and_then(|p| known(p.name)),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SessionBody {
+    pub id: String,
+    pub device_info: DeviceInfo,
+    pub ip_address: Option<String>,
+    #[serde(serialize_with = "rfc3339_ms")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339_ms")]
+    pub last_active: DateTime<Utc>,
+    pub is_current: bool,
+}
+
+impl SessionBody {
+    pub fn new(s: &fraise_core::model::Session, current: fraise_core::model::SessionId) -> Self {
+        Self {
+            id: s.id.to_string(),
+            device_info: DeviceInfo::from_user_agent(s.user_agent.as_deref()),
+            ip_address: s.ip_address.clone(),
+            created_at: s.created_at,
+            last_active: s.last_active,
+            is_current: s.id == current,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EmailRequest {
+    pub email: String,
+}
+
+#[derive(Deserialize)]
+pub struct ResetPasswordRequest {
+    pub token: String,
+    pub new_password: String,
+}
+
+#[derive(Deserialize)]
+pub struct TokenRequest {
+    pub token: String,
+}
+
+/// `PATCH /auth/me`: only these two fields; anything else is refused, not ignored, so a client
+/// that tries to set `roles` or `email` learns it cannot.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchMeRequest {
+    /// Absent: unchanged; `null`: cleared; a string: set.
+    #[serde(default, deserialize_with = "present")]
+    pub name: Option<Option<String>>,
+    #[serde(default)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// Distinguishes a field sent as `null` (`Some(None)`) from one not sent (`None`, via `default`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+impl std::fmt::Debug for ChangePasswordRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChangePasswordRequest { .. }")
+    }
+}
+
+impl std::fmt::Debug for ResetPasswordRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResetPasswordRequest { .. }")
+    }
+}
+
+impl std::fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenRequest { .. }")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_info_names_platform_and_browser_or_null() {
+        let d = DeviceInfo::from_user_agent(Some(
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+        ));
+        assert_eq!((d.platform.as_deref(), d.browser.as_deref()), (Some("Windows 10"), Some("Chrome")));
+        let d = DeviceInfo::from_user_agent(Some(
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
+        ));
+        assert_eq!((d.platform.as_deref(), d.browser.as_deref()), (Some("iPhone"), Some("Safari")));
+        let d = DeviceInfo::from_user_agent(Some("zzz-unknown-agent"));
+        assert!(d.platform.is_none() && d.browser.is_none() && d.user_agent.is_some());
+        let d = DeviceInfo::from_user_agent(None);
+        assert!(d.user_agent.is_none() && d.platform.is_none() && d.browser.is_none());
+    }
+
+    #[test]
+    fn patch_me_tells_null_from_absent_and_refuses_other_fields() {
+        let p: PatchMeRequest = serde_json::from_str(r#"{"name": null}"#).unwrap_or_default();
+        assert_eq!(p.name, Some(None));
+        let p: PatchMeRequest = serde_json::from_str(r#"{"metadata": {}}"#).unwrap_or_default();
+        assert_eq!(p.name, None);
+        assert!(serde_json::from_str::<PatchMeRequest>(r#"{"roles": ["admin"]}"#).is_err());
+    }
+}

@@ -88,6 +88,10 @@ pub fn status_and_code(e: &AuthError) -> (StatusCode, &'static str) {
         AuthError::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "INVALID_TOKEN"),
         AuthError::TokenExpired => (StatusCode::UNAUTHORIZED, "TOKEN_EXPIRED"),
         AuthError::TokenTheftDetected => (StatusCode::FORBIDDEN, "TOKEN_THEFT_DETECTED"),
+        AuthError::SessionNotFound => (StatusCode::NOT_FOUND, "SESSION_NOT_FOUND"),
+        AuthError::CannotRevokeCurrentSession => (StatusCode::FORBIDDEN, "CANNOT_REVOKE_CURRENT_SESSION"),
+        AuthError::InvalidResetToken => (StatusCode::BAD_REQUEST, "INVALID_RESET_TOKEN"),
+        AuthError::WeakPassword(_) => (StatusCode::BAD_REQUEST, "WEAK_PASSWORD"),
         AuthError::Busy { .. } | AuthError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
         AuthError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
     }
@@ -122,6 +126,15 @@ impl From<AuthError> for ApiError {
             AuthError::TokenTheftDetected => {
                 "Token theft detected: a refresh token was reused. Sessions have been revoked; please log in again."
                     .into()
+            }
+            AuthError::SessionNotFound => "Session not found".into(),
+            AuthError::CannotRevokeCurrentSession => {
+                "Cannot revoke the current session; use /auth/logout instead".into()
+            }
+            AuthError::InvalidResetToken => "Token is invalid, already used or expired".into(),
+            AuthError::WeakPassword(message) => {
+                out.field = Some("new_password".into());
+                message.clone()
             }
             AuthError::Busy { retry_after } => {
                 out.retry_after = Some(*retry_after);
@@ -181,6 +194,10 @@ mod tests {
             (AuthError::InvalidToken("x"), 401, "INVALID_TOKEN"),
             (AuthError::TokenExpired, 401, "TOKEN_EXPIRED"),
             (AuthError::TokenTheftDetected, 403, "TOKEN_THEFT_DETECTED"),
+            (AuthError::SessionNotFound, 404, "SESSION_NOT_FOUND"),
+            (AuthError::CannotRevokeCurrentSession, 403, "CANNOT_REVOKE_CURRENT_SESSION"),
+            (AuthError::InvalidResetToken, 400, "INVALID_RESET_TOKEN"),
+            (AuthError::WeakPassword("x".into()), 400, "WEAK_PASSWORD"),
             (AuthError::Busy { retry_after: Duration::from_secs(1) }, 503, "SERVICE_UNAVAILABLE"),
             (AuthError::Unavailable("db down".into()), 503, "SERVICE_UNAVAILABLE"),
             (AuthError::Internal("bug".into()), 500, "INTERNAL_ERROR"),

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod errors;
+mod one_time;
 pub mod postgres;
 pub mod sqlite;
 

@@ -25,7 +25,9 @@ pub fn router() -> Router<AppState> {
         .route("/login", post(login))
         .route("/refresh", post(refresh))
         .route("/logout", post(logout))
-        .route("/me", get(me))
+        .route("/me", get(me).patch(super::account::patch_me))
+        .merge(super::sessions::router())
+        .merge(super::account::router())
         .layer(no_store)
         .layer(no_cache)
 }

@@ -1,3 +1,5 @@
 //! One file per route group.
+pub mod account;
 pub mod auth;
 pub mod health;
+pub mod sessions;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use fraise_core::model::{AuditEvent, NewSession, NewUser, RevokeReason, Session, SessionId, User};
-use fraise_core::store::{AuditStore, SessionStore, StoreHealth, UserStore};
+use fraise_core::store::{AuditStore, Liveness, SessionStore, StoreHealth, UserStore};
 use fraise_core::{Email, StoreError};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Row};
@@ -18,6 +18,8 @@ use uuid::Uuid;
 
 use crate::MigrationReport;
 use crate::errors::map;
+
+mod one_time;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -156,7 +158,7 @@ impl PgStore {
     }
 
     /// The one place SQL text is built at run time: `{s}` becomes the validated, quoted schema.
-    fn sql(&self, template: &'static str) -> AssertSqlSafe<String> {
+    pub(super) fn sql(&self, template: &'static str) -> AssertSqlSafe<String> {
         AssertSqlSafe(
             template.replace("{s}", &self.q).replace("{user_cols}", USER_COLS).replace("{session_cols}", SESSION_COLS),
         )
@@ -255,6 +257,71 @@ impl UserStore for PgStore {
             .map_err(map)?;
         Ok(done.rows_affected() == 1)
     }
+
+    async fn set_password(
+        &self,
+        id: Uuid,
+        hash: &str,
+        keep: Option<SessionId>,
+        reason: RevokeReason,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map)?;
+        sqlx::query(self.sql("UPDATE {s}.tb_user SET password_hash = $2, updated_at = $3 WHERE pk_user = $1"))
+            .bind(id)
+            .bind(hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        let revoked = sqlx::query(self.sql(
+            "UPDATE {s}.tb_session SET revoked_at = $2, revoked_reason = $3 \
+             WHERE fk_user = $1 AND revoked_at IS NULL AND ($4::uuid IS NULL OR pk_session <> $4)",
+        ))
+        .bind(id)
+        .bind(now)
+        .bind(reason.as_str())
+        .bind(keep.map(|k| k.0))
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+        tx.commit().await.map_err(map)?;
+        Ok(revoked.rows_affected())
+    }
+
+    async fn update_profile(
+        &self,
+        id: Uuid,
+        name: Option<Option<String>>,
+        metadata: Option<serde_json::Value>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(self.sql(
+            "UPDATE {s}.tb_user AS uu SET name = CASE WHEN $2 THEN $3 ELSE uu.name END, \
+             metadata = COALESCE($4, uu.metadata), updated_at = $5 WHERE uu.pk_user = $1 RETURNING {user_cols}",
+        ))
+        .bind(id)
+        .bind(name.is_some())
+        .bind(name.flatten())
+        .bind(metadata)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        row.as_ref().map(user_from).transpose()
+    }
+
+    async fn set_email_verified(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(self.sql(
+            "UPDATE {s}.tb_user AS uu SET email_verified = TRUE, updated_at = $2 WHERE uu.pk_user = $1 RETURNING {user_cols}",
+        ))
+        .bind(id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        row.as_ref().map(user_from).transpose()
+    }
 }
 
 #[async_trait]
@@ -296,6 +363,7 @@ impl SessionStore for PgStore {
         presented: i64,
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
+        live: Liveness,
     ) -> Result<Option<(Session, User)>, StoreError> {
         // One statement, one round trip. Concurrent presenters of the same counter queue on the
         // row lock; after the first commits, PostgreSQL re-checks `refresh_counter = $2` for the
@@ -305,6 +373,8 @@ impl SessionStore for PgStore {
              last_active = $3, expires_at = $4 \
              FROM {s}.tb_user AS uu \
              WHERE ss.pk_session = $1 AND ss.refresh_counter = $2 AND ss.revoked_at IS NULL AND ss.expires_at > $3 \
+               AND ($5::timestamptz IS NULL OR ss.last_active >= $5) \
+               AND ($6::timestamptz IS NULL OR ss.created_at >= $6) \
                AND uu.pk_user = ss.fk_user AND uu.is_active \
              RETURNING {session_cols}, {user_cols}",
         ))
@@ -312,10 +382,63 @@ impl SessionStore for PgStore {
         .bind(presented)
         .bind(now)
         .bind(expires_at)
+        .bind(live.idle_cutoff)
+        .bind(live.created_cutoff)
         .fetch_optional(&self.pool)
         .await
         .map_err(map)?;
         row.map(|r| Ok((session_from(&r)?, user_from(&r)?))).transpose()
+    }
+
+    async fn live_sessions(&self, user: Uuid, now: DateTime<Utc>) -> Result<Vec<Session>, StoreError> {
+        let rows = sqlx::query(self.sql(
+            "SELECT {session_cols} FROM {s}.tb_session ss \
+             WHERE ss.fk_user = $1 AND ss.revoked_at IS NULL AND ss.expires_at > $2 \
+             ORDER BY ss.last_active DESC, ss.created_at DESC",
+        ))
+        .bind(user)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map)?;
+        rows.iter().map(session_from).collect()
+    }
+
+    async fn touch_session(
+        &self,
+        id: SessionId,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(self.sql("UPDATE {s}.tb_session SET last_active = $2 WHERE pk_session = $1 AND last_active < $3"))
+            .bind(id.0)
+            .bind(now)
+            .bind(stale_before)
+            .execute(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(())
+    }
+
+    async fn revoke_user_session(
+        &self,
+        user: Uuid,
+        id: SessionId,
+        reason: RevokeReason,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(self.sql(
+            "UPDATE {s}.tb_session SET revoked_at = $3, revoked_reason = $4 \
+             WHERE pk_session = $1 AND fk_user = $2 AND revoked_at IS NULL AND expires_at > $3",
+        ))
+        .bind(id.0)
+        .bind(user)
+        .bind(now)
+        .bind(reason.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn revoke_session(

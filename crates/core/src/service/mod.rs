@@ -4,6 +4,11 @@
 //! It owns the rules of DESIGN.md: one error for wrong email and wrong password, a dummy hash for
 //! unknown emails, hashing only on the [`HashPool`], refresh rotation with a reuse grace window and
 //! theft detection, and bearer tokens that die with their session.
+//!
+//! `mod.rs` holds the service, login/register, refresh, logout and authentication; `sessions.rs`
+//! the session list and revocation; `account.rs` passwords, profile, reset and verification.
+mod account;
+mod sessions;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
@@ -14,9 +19,10 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::email::Email;
 use crate::error::{AuthError, StoreError};
+use crate::mail::{Links, Mailer};
 use crate::model::{AuditEvent, NewSession, NewUser, RevokeReason, Session, SessionId, User};
 use crate::password::{HashPool, PasswordHasher, PasswordPolicy, PoolBusy, Verification};
-use crate::store::Store;
+use crate::store::{Liveness, Store};
 use crate::tokens::{AccessClaims, AccessTokens, RefreshToken, RefreshTokens};
 
 /// Longest accepted display name, in characters.
@@ -46,6 +52,19 @@ pub struct Settings {
     pub policy: PasswordPolicy,
     /// The tenant tokens are bound to; `None` for a single-tenant deployment.
     pub tenant: Option<String>,
+    /// A new login beyond this many live sessions revokes the least recently active one.
+    pub max_sessions_per_user: usize,
+    /// A session unused this long is over (off by default).
+    pub idle_timeout: Option<Duration>,
+    /// A session older than this is over, however active (off by default).
+    pub absolute_lifetime: Option<Duration>,
+    /// `last_active` is written at most once per this interval per session.
+    pub touch_interval: Duration,
+    pub reset_ttl: Duration,
+    pub verification_ttl: Duration,
+    /// One reset email per address per this interval, at most.
+    pub reset_throttle: Duration,
+    pub links: Links,
 }
 
 impl Default for Settings {
@@ -57,6 +76,14 @@ impl Default for Settings {
             require_verified_email: false,
             policy: PasswordPolicy::default(),
             tenant: None,
+            max_sessions_per_user: 10,
+            idle_timeout: None,
+            absolute_lifetime: None,
+            touch_interval: Duration::minutes(1),
+            reset_ttl: Duration::hours(1),
+            verification_ttl: Duration::hours(24),
+            reset_throttle: Duration::minutes(1),
+            links: Links::default(),
         }
     }
 }
@@ -132,6 +159,17 @@ pub struct LogoutRequest<'a> {
     pub all: bool,
 }
 
+/// What the service is made of (everything but its settings).
+pub struct Components {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub hasher: Arc<PasswordHasher>,
+    pub pool: HashPool,
+    pub access: AccessTokens,
+    pub refresh: RefreshTokens,
+    pub mailer: Arc<dyn Mailer>,
+}
+
 /// The service. Cheap to clone: every part is shared.
 #[derive(Clone)]
 pub struct AuthService {
@@ -141,6 +179,7 @@ pub struct AuthService {
     pool: HashPool,
     access: Arc<AccessTokens>,
     refresh: RefreshTokens,
+    mailer: Arc<dyn Mailer>,
     settings: Arc<Settings>,
 }
 
@@ -151,16 +190,29 @@ impl std::fmt::Debug for AuthService {
 }
 
 impl AuthService {
-    pub fn new(
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-        hasher: Arc<PasswordHasher>,
-        pool: HashPool,
-        access: AccessTokens,
-        refresh: RefreshTokens,
-        settings: Settings,
-    ) -> Self {
-        Self { store, clock, hasher, pool, access: Arc::new(access), refresh, settings: Arc::new(settings) }
+    pub fn new(c: Components, settings: Settings) -> Self {
+        Self {
+            store: c.store,
+            clock: c.clock,
+            hasher: c.hasher,
+            pool: c.pool,
+            access: Arc::new(c.access),
+            refresh: c.refresh,
+            mailer: c.mailer,
+            settings: Arc::new(settings),
+        }
+    }
+
+    pub fn mailer(&self) -> &Arc<dyn Mailer> {
+        &self.mailer
+    }
+
+    /// The idle and absolute-lifetime cut-offs at `now`.
+    fn liveness(&self, now: DateTime<Utc>) -> Liveness {
+        Liveness {
+            idle_cutoff: self.settings.idle_timeout.map(|d| now - d),
+            created_cutoff: self.settings.absolute_lifetime.map(|d| now - d),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -236,7 +288,7 @@ impl AuthService {
         let pw = password.to_owned();
         let Some(user) = user else {
             self.on_pool(move || hasher.verify_dummy(&pw)).await?;
-            self.audit("login_failed", None, None, client, json!({"reason": "unknown_email"})).await;
+            self.audit("login_failure", None, None, client, json!({"reason": "unknown_email"})).await;
             return Err(AuthError::InvalidCredentials);
         };
         let stored = user.password_hash.clone();
@@ -250,11 +302,11 @@ impl AuthService {
             })
             .await?;
         if verdict == Verification::Invalid {
-            self.audit("login_failed", Some(user.id), None, client, json!({"reason": "bad_password"})).await;
+            self.audit("login_failure", Some(user.id), None, client, json!({"reason": "bad_password"})).await;
             return Err(AuthError::InvalidCredentials);
         }
         if !user.is_active {
-            self.audit("login_refused", Some(user.id), None, client, json!({"reason": "disabled"})).await;
+            self.audit("login_failure", Some(user.id), None, client, json!({"reason": "disabled"})).await;
             return Err(AuthError::AccountDisabled);
         }
         if self.settings.require_verified_email && !user.email_verified {
@@ -269,7 +321,7 @@ impl AuthService {
             self.audit("password_rehashed", Some(user.id), None, client, json!({})).await;
         }
         let out = self.start_session(user, client).await?;
-        self.audit("login_succeeded", Some(out.user.id), Some(out.session), client, json!({})).await;
+        self.audit("login_success", Some(out.user.id), Some(out.session), client, json!({})).await;
         Ok(out)
     }
 
@@ -287,6 +339,7 @@ impl AuthService {
                 ip_address: client.ip.clone(),
             })
             .await?;
+        self.enforce_session_cap(user.id, session.id, now).await?;
         let tokens = self.tokens_for(&user, &session, now)?;
         Ok(Authenticated { user, session: session.id, tokens })
     }
@@ -318,9 +371,18 @@ impl AuthService {
         let presented = self.refresh.parse(token, self.tenant())?;
         let now = self.clock.now();
         let expires_at = now + self.settings.refresh_ttl;
+        let live = self.liveness(now);
         if let Some((session, user)) =
-            self.store.rotate_refresh(presented.session, presented.counter, now, expires_at).await?
+            self.store.rotate_refresh(presented.session, presented.counter, now, expires_at, live).await?
         {
+            self.audit(
+                "token_refresh",
+                Some(user.id),
+                Some(session.id),
+                client,
+                json!({"counter": session.refresh_counter}),
+            )
+            .await;
             return self.tokens_for(&user, &session, now);
         }
         // Nothing rotated: find out why.
@@ -333,7 +395,7 @@ impl AuthService {
         if session.revoked_at.is_some() {
             return Err(AuthError::InvalidToken("session revoked"));
         }
-        if session.expires_at <= now {
+        if session.expires_at <= now || !live.admits(&session) {
             return Err(AuthError::InvalidToken("refresh token expired"));
         }
         match link(&session, presented.counter, now, self.settings.reuse_grace) {
@@ -370,7 +432,7 @@ impl AuthService {
         tracing::warn!(user = %session.user_id, session = %session.id, presented, current = session.refresh_counter,
             revoked, "refresh token reuse detected");
         self.audit(
-            "refresh_token_reuse",
+            "token_theft_detected",
             Some(session.user_id),
             Some(session.id),
             client,
@@ -411,8 +473,12 @@ impl AuthService {
         if !user.is_active {
             return Err(AuthError::AccountDisabled);
         }
-        if session.revoked_at.is_some() || session.expires_at <= now {
+        if session.revoked_at.is_some() || session.expires_at <= now || !self.liveness(now).admits(&session) {
             return Err(AuthError::InvalidToken("session ended"));
+        }
+        // Reads must not all become writes: last_active moves at most once per interval.
+        if now - session.last_active >= self.settings.touch_interval {
+            self.store.touch_session(session.id, now, now - self.settings.touch_interval).await?;
         }
         Ok(Principal { user, session, claims })
     }
@@ -424,7 +490,14 @@ impl AuthService {
                 return Err(AuthError::Unauthorized);
             };
             let n = self.store.revoke_user_sessions(p.user.id, None, RevokeReason::LogoutAll, now).await?;
-            self.audit("logout_all", Some(p.user.id), Some(p.session.id), client, json!({"sessions_revoked": n})).await;
+            self.audit(
+                "logout",
+                Some(p.user.id),
+                Some(p.session.id),
+                client,
+                json!({"all": true, "sessions_revoked": n}),
+            )
+            .await;
             return Ok(());
         }
         let target = match (req.refresh_token, req.principal) {
@@ -461,7 +534,7 @@ impl AuthService {
         Ok(())
     }
 
-    async fn on_pool<T, F>(&self, f: F) -> Result<T, AuthError>
+    pub(super) async fn on_pool<T, F>(&self, f: F) -> Result<T, AuthError>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
@@ -471,7 +544,7 @@ impl AuthService {
 
     /// Records a security event. A failing audit write is logged, never fatal: refusing a logout
     /// because the audit table is unwritable would be worse than a gap in the trail.
-    async fn audit(
+    pub(super) async fn audit(
         &self,
         kind: &'static str,
         user_id: Option<Uuid>,
@@ -496,7 +569,7 @@ impl AuthService {
 }
 
 /// Trims a display name; empty becomes `None`; control characters and overlong names are refused.
-fn clean_name(name: Option<&str>) -> Result<Option<String>, AuthError> {
+pub(super) fn clean_name(name: Option<&str>) -> Result<Option<String>, AuthError> {
     let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else {
         return Ok(None);
     };

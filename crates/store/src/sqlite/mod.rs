@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use fraise_core::model::{AuditEvent, NewSession, NewUser, RevokeReason, Session, SessionId, User};
-use fraise_core::store::{AuditStore, SessionStore, StoreHealth, UserStore};
+use fraise_core::store::{AuditStore, Liveness, SessionStore, StoreHealth, UserStore};
 use fraise_core::{Email, StoreError};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -19,15 +19,17 @@ use uuid::Uuid;
 use crate::MigrationReport;
 use crate::errors::{decode, map};
 
+mod one_time;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 const TS_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.3fZ";
 
-fn ts(t: DateTime<Utc>) -> String {
+pub(super) fn ts(t: DateTime<Utc>) -> String {
     t.format(TS_FORMAT).to_string()
 }
 
-fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
+pub(super) fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
     NaiveDateTime::parse_from_str(s, TS_FORMAT).map(|n| n.and_utc()).map_err(|_| decode("timestamp"))
 }
 
@@ -35,7 +37,7 @@ fn parse_opt_ts(s: Option<String>) -> Result<Option<DateTime<Utc>>, StoreError> 
     s.as_deref().map(parse_ts).transpose()
 }
 
-fn parse_uuid(s: &str) -> Result<Uuid, StoreError> {
+pub(super) fn parse_uuid(s: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(s).map_err(|_| decode("uuid"))
 }
 
@@ -267,6 +269,72 @@ impl UserStore for SqliteStore {
             .map_err(map)?;
         Ok(done.rows_affected() == 1)
     }
+
+    async fn set_password(
+        &self,
+        id: Uuid,
+        hash: &str,
+        keep: Option<SessionId>,
+        reason: RevokeReason,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        // IMMEDIATE: take the write lock up front, so the transaction cannot fail half-way on a
+        // read-to-write upgrade.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
+        sqlx::query("UPDATE tb_user SET password_hash = ?2, updated_at = ?3 WHERE pk_user = ?1")
+            .bind(id.to_string())
+            .bind(hash)
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        let revoked = sqlx::query(
+            "UPDATE tb_session SET revoked_at = ?2, revoked_reason = ?3 \
+             WHERE fk_user = ?1 AND revoked_at IS NULL AND (?4 IS NULL OR pk_session <> ?4)",
+        )
+        .bind(id.to_string())
+        .bind(ts(now))
+        .bind(reason.as_str())
+        .bind(keep.map(|k| k.0.to_string()))
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+        tx.commit().await.map_err(map)?;
+        Ok(revoked.rows_affected())
+    }
+
+    async fn update_profile(
+        &self,
+        id: Uuid,
+        name: Option<Option<String>>,
+        metadata: Option<serde_json::Value>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, StoreError> {
+        let sql = concat!(
+            "UPDATE tb_user SET name = CASE WHEN ?2 THEN ?3 ELSE name END, ",
+            "metadata = COALESCE(?4, metadata), updated_at = ?5 WHERE pk_user = ?1 RETURNING ",
+            user_cols!("")
+        );
+        let row = sqlx::query(sql)
+            .bind(id.to_string())
+            .bind(name.is_some())
+            .bind(name.flatten())
+            .bind(metadata.map(|m| m.to_string()))
+            .bind(ts(now))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)?;
+        row.as_ref().map(user_from).transpose()
+    }
+
+    async fn set_email_verified(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<User>, StoreError> {
+        let sql = concat!(
+            "UPDATE tb_user SET email_verified = 1, updated_at = ?2 WHERE pk_user = ?1 RETURNING ",
+            user_cols!("")
+        );
+        let row = sqlx::query(sql).bind(id.to_string()).bind(ts(now)).fetch_optional(&self.pool).await.map_err(map)?;
+        row.as_ref().map(user_from).transpose()
+    }
 }
 
 #[async_trait]
@@ -310,6 +378,7 @@ impl SessionStore for SqliteStore {
         presented: i64,
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
+        live: Liveness,
     ) -> Result<Option<(Session, User)>, StoreError> {
         // One statement: the compare-and-swap on refresh_counter is atomic under SQLite's
         // single-writer lock, so concurrent presenters of one token cannot both win.
@@ -317,12 +386,15 @@ impl SessionStore for SqliteStore {
             "UPDATE tb_session SET refresh_counter = refresh_counter + 1, rotated_at = ?3, last_active = ?3, \
              expires_at = ?4 \
              WHERE pk_session = ?1 AND refresh_counter = ?2 AND revoked_at IS NULL AND expires_at > ?3 \
+               AND (?5 IS NULL OR last_active >= ?5) AND (?6 IS NULL OR created_at >= ?6) \
                AND EXISTS (SELECT 1 FROM tb_user u WHERE u.pk_user = tb_session.fk_user AND u.is_active = 1)",
         )
         .bind(id.0.to_string())
         .bind(presented)
         .bind(ts(now))
         .bind(ts(expires_at))
+        .bind(live.idle_cutoff.map(ts))
+        .bind(live.created_cutoff.map(ts))
         .execute(&self.pool)
         .await
         .map_err(map)?;
@@ -331,6 +403,54 @@ impl SessionStore for SqliteStore {
         }
         // SQLite's RETURNING cannot reach the joined user row; a second read is cheap in-process.
         self.session_with_user(id).await
+    }
+
+    async fn live_sessions(&self, user: Uuid, now: DateTime<Utc>) -> Result<Vec<Session>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            session_cols!(""),
+            " FROM tb_session WHERE fk_user = ?1 AND revoked_at IS NULL AND expires_at > ?2 ",
+            "ORDER BY last_active DESC, created_at DESC"
+        );
+        let rows = sqlx::query(sql).bind(user.to_string()).bind(ts(now)).fetch_all(&self.pool).await.map_err(map)?;
+        rows.iter().map(session_from).collect()
+    }
+
+    async fn touch_session(
+        &self,
+        id: SessionId,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE tb_session SET last_active = ?2 WHERE pk_session = ?1 AND last_active < ?3")
+            .bind(id.0.to_string())
+            .bind(ts(now))
+            .bind(ts(stale_before))
+            .execute(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(())
+    }
+
+    async fn revoke_user_session(
+        &self,
+        user: Uuid,
+        id: SessionId,
+        reason: RevokeReason,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE tb_session SET revoked_at = ?3, revoked_reason = ?4 \
+             WHERE pk_session = ?1 AND fk_user = ?2 AND revoked_at IS NULL AND expires_at > ?3",
+        )
+        .bind(id.0.to_string())
+        .bind(user.to_string())
+        .bind(ts(now))
+        .bind(reason.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn revoke_session(
