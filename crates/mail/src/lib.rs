@@ -140,7 +140,7 @@ mod tests {
         assert!(Smtp::from_url("smtp://user:p%40ss@mail.example.com:587", from()).is_ok());
         assert!(Smtp::from_url("smtps://mail.example.com", from()).is_ok());
         assert!(Smtp::from_url("smtp://127.0.0.1:2525?tls=none", from()).is_ok());
-        assert!(Smtp::from_url("http://mail.example.com", from()).unwrap_err().contains("scheme"));
+        assert!(Smtp::from_url("http://mail.example.com", from()).err().is_some_and(|e| e.contains("scheme")));
         assert!(Smtp::from_url("not a url", from()).is_err());
     }
 
