@@ -143,6 +143,7 @@ pub struct TestApp {
     pub clock: ManualClock,
     pub auth: AuthService,
     pub db: Db,
+    pub data_dir: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -224,7 +225,7 @@ impl TestApp {
         );
         let peer: SocketAddr = ([203, 0, 113, 7], 41234).into();
         let router = fraise_http::with_layers(routes, state).layer(MockConnectInfo(peer));
-        TestApp { router, clock, auth, db, _dir: dir }
+        TestApp { router, clock, auth, db, data_dir: dir.path().to_owned(), _dir: dir }
     }
 
     pub fn clock_now(&self) -> DateTime<Utc> {
@@ -280,6 +281,33 @@ impl TestApp {
         self.call(Method::POST, "/auth/logout", Some(&body), bearer).await
     }
 
+    /// Waits (up to 10 s: delivery is asynchronous) until the outbox holds `n` messages whose
+    /// link contains `path`, and returns their tokens, oldest first.
+    pub async fn outbox_tokens(&self, path: &str, n: usize) -> Vec<String> {
+        let dir = self.data_dir.join("outbox");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let mut found: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(&dir)
+                .map(|entries| {
+                    entries
+                        .filter_map(Result::ok)
+                        .filter_map(|e| {
+                            let text = std::fs::read_to_string(e.path()).ok()?;
+                            let token = token_after(&text, &format!("{path}?token="))?;
+                            Some((e.metadata().ok()?.modified().ok()?, token))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            if found.len() >= n {
+                found.sort();
+                return found.into_iter().map(|(_, t)| t).collect();
+            }
+            assert!(std::time::Instant::now() < deadline, "expected {n} emails with {path} in {}", dir.display());
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// The id of the user with `email`.
     pub async fn user_id(&self, email: &str) -> uuid::Uuid {
         let email = fraise_core::Email::parse(email).unwrap_or_else(|e| panic!("{e}"));
@@ -292,4 +320,12 @@ impl TestApp {
             .map(|u| u.id)
             .unwrap_or_else(|| panic!("no user {email}"))
     }
+}
+
+/// The 43-character token that follows `marker` in a message (quoted-printable soft breaks and
+/// `=3D` undone first, in case a transport chose that encoding).
+pub fn token_after(text: &str, marker: &str) -> Option<String> {
+    let text = text.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=");
+    let start = text.find(marker)? + marker.len();
+    text.get(start..start + 43).map(str::to_owned)
 }

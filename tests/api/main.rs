@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod account;
 mod embedding;
 mod errors;
 mod flow;
@@ -11,4 +12,5 @@ mod hashing;
 mod logout;
 mod outage;
 mod refresh;
+mod sessions;
 mod storage;

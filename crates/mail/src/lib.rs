@@ -11,7 +11,8 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use fraise_core::mail::{MailError, Mailer, Message};
-use lettre::message::Mailbox;
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Body, Mailbox};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
@@ -25,11 +26,16 @@ pub fn parse_mailbox(text: &str) -> Result<Mailbox, String> {
 
 fn build(from: &Mailbox, m: &Message) -> Result<lettre::Message, MailError> {
     let to: Mailbox = m.to.parse().map_err(|e| MailError(format!("bad recipient: {e}")))?;
+    // 7bit when the text allows it (ASCII, lines under 998 bytes): the link then stays readable
+    // and greppable in the raw message. Otherwise lettre picks quoted-printable or base64.
+    let body = Body::new_with_encoding(m.text.clone(), ContentTransferEncoding::SevenBit)
+        .unwrap_or_else(Body::new);
     lettre::Message::builder()
         .from(from.clone())
         .to(to)
         .subject(m.subject.clone())
-        .body(m.text.clone())
+        .header(ContentType::TEXT_PLAIN)
+        .body(body)
         .map_err(|e| MailError(format!("cannot build message: {e}")))
 }
 

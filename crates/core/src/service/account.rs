@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -120,21 +121,21 @@ impl AuthService {
     /// exists: the lookup, the token and the email all happen in a background task.
     pub fn forgot_password(&self, email: &str, client: &ClientInfo) -> Result<(), AuthError> {
         let email = Email::parse(email)?;
-        let (this, client) = (self.clone(), client.clone());
+        // The request's time, not the task's: throttling and expiry count from when it was asked.
+        let (this, client, now) = (self.clone(), client.clone(), self.clock.now());
         tokio::spawn(async move {
-            if let Err(e) = this.send_reset(&email, &client).await {
+            if let Err(e) = this.send_reset(&email, &client, now).await {
                 tracing::warn!(error = ?e, "password reset email not sent");
             }
         });
         Ok(())
     }
 
-    async fn send_reset(&self, email: &Email, client: &ClientInfo) -> Result<(), AuthError> {
+    async fn send_reset(&self, email: &Email, client: &ClientInfo, now: DateTime<Utc>) -> Result<(), AuthError> {
         let Some(user) = self.store.user_by_email(email).await?.filter(|u| u.is_active) else {
             self.audit("password_reset_requested", None, None, client, json!({"delivered": false})).await;
             return Ok(());
         };
-        let now = self.clock.now();
         let last = self.store.last_one_time(OneTimeKind::PasswordReset, user.id).await?;
         if last.is_some_and(|last| now - last < self.settings.reset_throttle) {
             let details = json!({"delivered": false, "throttled": true});
