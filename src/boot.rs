@@ -94,6 +94,9 @@ pub fn service(
         reset_ttl: Duration::minutes(cfg.reset_ttl_minutes),
         verification_ttl: Duration::hours(cfg.verification_ttl_hours),
         reset_throttle: Duration::minutes(1),
+        forgot_per_client_per_hour: cfg.forgot_per_client_per_hour,
+        session_retention: Duration::days(cfg.session_retention_days),
+        audit_retention: Duration::days(cfg.audit_retention_days),
         links: cfg.links.clone(),
     };
     let components = Components {
@@ -130,4 +133,25 @@ pub fn state(cfg: &Config, auth: AuthService) -> AppState {
             request_timeout: std::time::Duration::from_secs(cfg.request_timeout_seconds),
         },
     }
+}
+
+/// Runs the cleanup every `interval` until the process ends. Safe on every node at once.
+pub fn spawn_cleanup(auth: AuthService, interval: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await; // the first tick is immediate: start-up has enough to do
+        loop {
+            tick.tick().await;
+            match auth.cleanup().await {
+                Ok(r) => tracing::info!(
+                    sessions = r.sessions,
+                    tokens = r.one_time_tokens,
+                    audit = r.audit_rows,
+                    "cleanup done"
+                ),
+                Err(e) => tracing::warn!(error = ?e, "cleanup failed; will retry at the next interval"),
+            }
+        }
+    });
 }

@@ -60,6 +60,10 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "`smtp://user:pass@host:587` (STARTTLS), `smtps://…:465`, `smtp://host:25?tls=none`; unset = outbox files in DATA_DIR/outbox",
     ),
     ("MAIL_FROM", "fraise-auth <noreply@localhost>", "sender of the emails"),
+    ("FORGOT_PASSWORD_PER_CLIENT_PER_HOUR", "10", "forgot-password requests per client IP per hour (429 beyond)"),
+    ("SESSION_RETENTION_DAYS", "7", "ended sessions are deleted this long after they ended"),
+    ("AUDIT_RETENTION_DAYS", "90", "audit rows are deleted at this age"),
+    ("CLEANUP_INTERVAL_MINUTES", "60", "how often `serve` runs the cleanup (0 = never)"),
     ("REQUIRE_EMAIL_VERIFICATION", "false", "refuse logins of unverified emails (403 EMAIL_NOT_VERIFIED)"),
     ("AUTH_PREFIX", "/auth", "path prefix of the auth routes"),
     ("MAX_BODY_BYTES", "65536", "largest request body (413 above)"),
@@ -247,6 +251,10 @@ pub struct Config {
     pub verification_ttl_hours: i64,
     pub links: fraise_core::mail::Links,
     pub smtp_url: Option<SecretString>,
+    pub forgot_per_client_per_hour: u32,
+    pub session_retention_days: i64,
+    pub audit_retention_days: i64,
+    pub cleanup_interval_minutes: u64,
     pub mail_from: String,
     pub auth_prefix: String,
     pub max_body_bytes: usize,
@@ -384,6 +392,14 @@ impl Config {
             verification_ttl_hours: s.parse("EMAIL_VERIFICATION_TTL_HOURS", "a number of hours", e).unwrap_or(24),
             links: links(s, e),
             smtp_url: s.opt("SMTP_URL").map(SecretString::from),
+            forgot_per_client_per_hour: s
+                .parse("FORGOT_PASSWORD_PER_CLIENT_PER_HOUR", "a number of requests", e)
+                .unwrap_or(10),
+            session_retention_days: s.parse("SESSION_RETENTION_DAYS", "a number of days", e).unwrap_or(7),
+            audit_retention_days: s.parse("AUDIT_RETENTION_DAYS", "a number of days", e).unwrap_or(90),
+            cleanup_interval_minutes: s
+                .parse("CLEANUP_INTERVAL_MINUTES", "a number of minutes (0 = never)", e)
+                .unwrap_or(60),
             mail_from: s.get("MAIL_FROM").trim().to_owned(),
             auth_prefix,
             max_body_bytes: s.parse("MAX_BODY_BYTES", "a number of bytes", e).unwrap_or(65536),
@@ -418,6 +434,8 @@ impl Config {
             ("SESSION_ABSOLUTE_LIFETIME_HOURS", cfg.absolute_lifetime_hours, 87_600),
             ("PASSWORD_RESET_TTL_MINUTES", cfg.reset_ttl_minutes, 1_440),
             ("EMAIL_VERIFICATION_TTL_HOURS", cfg.verification_ttl_hours, 720),
+            ("SESSION_RETENTION_DAYS", cfg.session_retention_days, 3650),
+            ("AUDIT_RETENTION_DAYS", cfg.audit_retention_days, 36500),
         ] {
             if !(0..=max).contains(&value) {
                 errors.push(format!("{key}={value} must be between 0 and {max}"));
@@ -425,6 +443,9 @@ impl Config {
         }
         if cfg.reset_ttl_minutes == 0 || cfg.verification_ttl_hours == 0 {
             errors.push("PASSWORD_RESET_TTL_MINUTES and EMAIL_VERIFICATION_TTL_HOURS must be at least 1".into());
+        }
+        if cfg.forgot_per_client_per_hour == 0 {
+            errors.push("FORGOT_PASSWORD_PER_CLIENT_PER_HOUR must be at least 1".into());
         }
         if cfg.max_sessions_per_user == 0 {
             errors.push("MAX_SESSIONS_PER_USER must be at least 1".into());

@@ -55,6 +55,24 @@ enum Command {
     },
     /// Print a new random secret suitable for JWT_SECRET_KEY.
     Secret,
+    /// List security events from the audit trail (tb_auth_audit), newest first.
+    Audit {
+        /// Only events of the user with this email
+        #[arg(long, value_name = "EMAIL")]
+        user: Option<String>,
+        /// Only events of this type (login_failure, token_theft_detected, ...)
+        #[arg(long = "type", value_name = "TYPE")]
+        kind: Option<String>,
+        /// Only events since: an RFC 3339 time (2026-01-31T00:00:00Z) or an age (90m, 24h, 7d)
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// At most this many events
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// One JSON object per line instead of a table
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -119,6 +137,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Audit { user, kind, since, limit, json } => {
+            let cfg = load(cli.config, &[])?;
+            init_logging(&cfg);
+            audit(&cfg, user, kind, since, limit, json).await
+        }
         Command::Serve { host, port, data_dir, no_migrate } => {
             let mut flags =
                 vec![("HOST", host), ("PORT", port.map(|p| p.to_string())), ("DATA_DIR", path_flag(data_dir))];
@@ -130,6 +153,63 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             serve(cfg).await
         }
     }
+}
+
+/// Parses `--since`: an RFC 3339 time, or an age such as `90m`, `24h`, `7d`.
+fn parse_since(text: &str, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    let (n, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: i64 =
+        n.parse().map_err(|_| anyhow::anyhow!("--since {text:?}: use 2026-01-31T00:00:00Z, 90m, 24h or 7d"))?;
+    let age = match unit {
+        "m" => chrono::Duration::minutes(n),
+        "h" => chrono::Duration::hours(n),
+        "d" => chrono::Duration::days(n),
+        _ => anyhow::bail!("--since {text:?}: use 2026-01-31T00:00:00Z, 90m, 24h or 7d"),
+    };
+    Ok(now - age)
+}
+
+async fn audit(
+    cfg: &Config,
+    user: Option<String>,
+    kind: Option<String>,
+    since: Option<String>,
+    limit: u32,
+    json: bool,
+) -> anyhow::Result<()> {
+    use fraise_core::Clock as _;
+    let db = Db::open(cfg).await?;
+    let store = db.store();
+    let user = match user {
+        None => None,
+        Some(email) => {
+            let parsed = fraise_core::Email::parse(&email).map_err(|e| anyhow::anyhow!("--user: {e}"))?;
+            let found = store.user_by_email(&parsed).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            Some(found.ok_or_else(|| anyhow::anyhow!("no user with email {email}"))?.id)
+        }
+    };
+    let since = since.map(|s| parse_since(&s, SystemClock.now())).transpose()?;
+    let filter = fraise_core::store::AuditFilter { user, kind, since, limit };
+    let events = store.list_audit(&filter).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    for e in &events {
+        let at = e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        if json {
+            let line = serde_json::json!({"at": at, "type": e.kind, "user": e.user_id, "session": e.session_id,
+                "ip": e.ip_address, "user_agent": e.user_agent, "details": e.details});
+            println!("{line}");
+        } else {
+            let user = e.user_id.map(|u| u.to_string()).unwrap_or_else(|| "-".into());
+            let ip = e.ip_address.as_deref().unwrap_or("-");
+            println!("{at}  {:<28} {user:<36}  {ip:<15}  {}", e.kind, e.details);
+        }
+    }
+    if !json {
+        eprintln!("{} event(s)", events.len());
+    }
+    Ok(())
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
@@ -148,6 +228,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     let auth = boot::service(&cfg, db.store(), secret.expose_secret().as_bytes(), Arc::new(SystemClock))?;
     auth.warm_up();
+    if cfg.cleanup_interval_minutes > 0 {
+        boot::spawn_cleanup(auth.clone(), std::time::Duration::from_secs(cfg.cleanup_interval_minutes * 60));
+    }
     let app = fraise_http::app(boot::state(&cfg, auth));
     let addr: SocketAddr = format!("{}:{}", cfg.host, cfg.port)
         .parse()

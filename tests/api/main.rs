@@ -10,6 +10,7 @@ mod errors;
 mod flow;
 mod hashing;
 mod logout;
+mod maintenance;
 mod outage;
 mod refresh;
 mod sessions;

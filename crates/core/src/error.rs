@@ -44,6 +44,9 @@ pub enum AuthError {
     /// A new password (reset, change) that fails the policy.
     #[error("{0}")]
     WeakPassword(String),
+    /// A per-client limit tripped.
+    #[error("rate limited")]
+    RateLimited { retry_after: Duration },
     /// The password-hashing queue is full: try again later.
     #[error("password hashing queue is full")]
     Busy { retry_after: Duration },

@@ -146,7 +146,8 @@ impl FromStr for SessionId {
 pub struct AuditEvent {
     pub id: Uuid,
     pub at: DateTime<Utc>,
-    pub kind: &'static str,
+    /// `register`, `login_success`, `token_theft_detected`, ...
+    pub kind: String,
     pub user_id: Option<Uuid>,
     pub session_id: Option<Uuid>,
     pub ip_address: Option<String>,

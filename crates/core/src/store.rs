@@ -160,9 +160,43 @@ pub trait OneTimeTokenStore: Send + Sync {
     async fn last_one_time(&self, kind: OneTimeKind, user: Uuid) -> Result<Option<DateTime<Utc>>, StoreError>;
 }
 
+/// Which audit rows to list.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub user: Option<Uuid>,
+    pub kind: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    /// At most this many rows, newest first.
+    pub limit: u32,
+}
+
 #[async_trait]
 pub trait AuditStore: Send + Sync {
     async fn record(&self, event: AuditEvent) -> Result<(), StoreError>;
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError>;
+}
+
+/// What one cleanup pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CleanupReport {
+    pub sessions: u64,
+    pub one_time_tokens: u64,
+    pub audit_rows: u64,
+}
+
+/// Deleting what is no longer needed. Every delete is idempotent and batched, so several nodes
+/// may run it at once (PostgreSQL skips rows another node has locked).
+#[async_trait]
+pub trait Maintenance: Send + Sync {
+    /// Deletes sessions revoked or expired before `sessions_before`, single-use tokens expired
+    /// before `now`, and audit rows older than `audit_before`, `batch` rows per statement.
+    async fn cleanup(
+        &self,
+        now: DateTime<Utc>,
+        sessions_before: DateTime<Utc>,
+        audit_before: DateTime<Utc>,
+        batch: u32,
+    ) -> Result<CleanupReport, StoreError>;
 }
 
 /// What `/health/ready` and `doctor` ask of a backend.
@@ -177,6 +211,6 @@ pub trait StoreHealth: Send + Sync {
 }
 
 /// Everything the service needs from storage.
-pub trait Store: UserStore + SessionStore + OneTimeTokenStore + AuditStore + StoreHealth {}
+pub trait Store: UserStore + SessionStore + OneTimeTokenStore + AuditStore + Maintenance + StoreHealth {}
 
-impl<T: UserStore + SessionStore + OneTimeTokenStore + AuditStore + StoreHealth> Store for T {}
+impl<T: UserStore + SessionStore + OneTimeTokenStore + AuditStore + Maintenance + StoreHealth> Store for T {}

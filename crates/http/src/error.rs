@@ -92,6 +92,7 @@ pub fn status_and_code(e: &AuthError) -> (StatusCode, &'static str) {
         AuthError::CannotRevokeCurrentSession => (StatusCode::FORBIDDEN, "CANNOT_REVOKE_CURRENT_SESSION"),
         AuthError::InvalidResetToken => (StatusCode::BAD_REQUEST, "INVALID_RESET_TOKEN"),
         AuthError::WeakPassword(_) => (StatusCode::BAD_REQUEST, "WEAK_PASSWORD"),
+        AuthError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
         AuthError::Busy { .. } | AuthError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
         AuthError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
     }
@@ -135,6 +136,10 @@ impl From<AuthError> for ApiError {
             AuthError::WeakPassword(message) => {
                 out.field = Some("new_password".into());
                 message.clone()
+            }
+            AuthError::RateLimited { retry_after } => {
+                out.retry_after = Some(*retry_after);
+                "Too many requests. Try again later.".into()
             }
             AuthError::Busy { retry_after } => {
                 out.retry_after = Some(*retry_after);
@@ -198,6 +203,7 @@ mod tests {
             (AuthError::CannotRevokeCurrentSession, 403, "CANNOT_REVOKE_CURRENT_SESSION"),
             (AuthError::InvalidResetToken, 400, "INVALID_RESET_TOKEN"),
             (AuthError::WeakPassword("x".into()), 400, "WEAK_PASSWORD"),
+            (AuthError::RateLimited { retry_after: Duration::from_secs(9) }, 429, "RATE_LIMITED"),
             (AuthError::Busy { retry_after: Duration::from_secs(1) }, 503, "SERVICE_UNAVAILABLE"),
             (AuthError::Unavailable("db down".into()), 503, "SERVICE_UNAVAILABLE"),
             (AuthError::Internal("bug".into()), 500, "INTERNAL_ERROR"),

@@ -28,8 +28,7 @@ fn build(from: &Mailbox, m: &Message) -> Result<lettre::Message, MailError> {
     let to: Mailbox = m.to.parse().map_err(|e| MailError(format!("bad recipient: {e}")))?;
     // 7bit when the text allows it (ASCII, lines under 998 bytes): the link then stays readable
     // and greppable in the raw message. Otherwise lettre picks quoted-printable or base64.
-    let body = Body::new_with_encoding(m.text.clone(), ContentTransferEncoding::SevenBit)
-        .unwrap_or_else(Body::new);
+    let body = Body::new_with_encoding(m.text.clone(), ContentTransferEncoding::SevenBit).unwrap_or_else(Body::new);
     lettre::Message::builder()
         .from(from.clone())
         .to(to)

@@ -18,6 +18,14 @@ use crate::model::{RevokeReason, User};
 use crate::password::Verification;
 use crate::store::OneTimeKind;
 
+/// A GCRA limiter keyed by client IP.
+pub(super) type ClientLimiter = governor::DefaultKeyedRateLimiter<String>;
+
+pub(super) fn client_limiter(per_hour: u32) -> ClientLimiter {
+    let n = std::num::NonZeroU32::new(per_hour.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
+    governor::RateLimiter::keyed(governor::Quota::per_hour(n))
+}
+
 /// Largest accepted `metadata` object, serialized.
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 
@@ -121,6 +129,13 @@ impl AuthService {
     /// exists: the lookup, the token and the email all happen in a background task.
     pub fn forgot_password(&self, email: &str, client: &ClientInfo) -> Result<(), AuthError> {
         let email = Email::parse(email)?;
+        // Per client: a flood from one address cannot mail-bomb many accounts. (Per email: the
+        // throttle in `send_reset`, stored in the database, so it holds across nodes.)
+        let limited = client.ip.as_ref().map(|ip| self.forgot_limiter.check_key(ip));
+        if let Some(Err(not_until)) = limited {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+            return Err(AuthError::RateLimited { retry_after: wait.max(std::time::Duration::from_secs(1)) });
+        }
         // The request's time, not the task's: throttling and expiry count from when it was asked.
         let (this, client, now) = (self.clone(), client.clone(), self.clock.now());
         tokio::spawn(async move {

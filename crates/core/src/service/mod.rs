@@ -6,8 +6,10 @@
 //! theft detection, and bearer tokens that die with their session.
 //!
 //! `mod.rs` holds the service, login/register, refresh, logout and authentication; `sessions.rs`
-//! the session list and revocation; `account.rs` passwords, profile, reset and verification.
+//! the session list and revocation; `account.rs` passwords, profile, reset and verification;
+//! `maintenance.rs` the cleanup and the audit log.
 mod account;
+mod maintenance;
 mod sessions;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -64,6 +66,12 @@ pub struct Settings {
     pub verification_ttl: Duration,
     /// One reset email per address per this interval, at most.
     pub reset_throttle: Duration,
+    /// Forgot-password requests accepted per client IP per hour.
+    pub forgot_per_client_per_hour: u32,
+    /// Revoked and expired sessions are deleted this long after they ended.
+    pub session_retention: Duration,
+    /// Audit rows are deleted at this age.
+    pub audit_retention: Duration,
     pub links: Links,
 }
 
@@ -83,6 +91,9 @@ impl Default for Settings {
             reset_ttl: Duration::hours(1),
             verification_ttl: Duration::hours(24),
             reset_throttle: Duration::minutes(1),
+            forgot_per_client_per_hour: 10,
+            session_retention: Duration::days(7),
+            audit_retention: Duration::days(90),
             links: Links::default(),
         }
     }
@@ -180,6 +191,8 @@ pub struct AuthService {
     access: Arc<AccessTokens>,
     refresh: RefreshTokens,
     mailer: Arc<dyn Mailer>,
+    /// Per-client limit on forgot-password (in memory, per node).
+    forgot_limiter: Arc<account::ClientLimiter>,
     settings: Arc<Settings>,
 }
 
@@ -199,6 +212,7 @@ impl AuthService {
             access: Arc::new(c.access),
             refresh: c.refresh,
             mailer: c.mailer,
+            forgot_limiter: Arc::new(account::client_limiter(settings.forgot_per_client_per_hour)),
             settings: Arc::new(settings),
         }
     }
@@ -555,7 +569,7 @@ impl AuthService {
         let event = AuditEvent {
             id: Uuid::new_v4(),
             at: self.clock.now(),
-            kind,
+            kind: kind.to_owned(),
             user_id,
             session_id: session.map(|s| s.0),
             ip_address: client.ip.clone(),

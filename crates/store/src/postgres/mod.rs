@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use fraise_core::model::{AuditEvent, NewSession, NewUser, RevokeReason, Session, SessionId, User};
-use fraise_core::store::{AuditStore, Liveness, SessionStore, StoreHealth, UserStore};
+use fraise_core::model::{NewSession, NewUser, RevokeReason, Session, SessionId, User};
+use fraise_core::store::{Liveness, SessionStore, StoreHealth, UserStore};
 use fraise_core::{Email, StoreError};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Row};
@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::MigrationReport;
 use crate::errors::map;
 
+mod audit;
 mod one_time;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -478,28 +479,6 @@ impl SessionStore for PgStore {
         .await
         .map_err(map)?;
         Ok(done.rows_affected())
-    }
-}
-
-#[async_trait]
-impl AuditStore for PgStore {
-    async fn record(&self, e: AuditEvent) -> Result<(), StoreError> {
-        sqlx::query(self.sql(
-            "INSERT INTO {s}.tb_auth_audit (pk_auth_audit, event_type, fk_user, fk_session, ip_address, user_agent, \
-             details, created_at) VALUES ($1, $2, $3, $4, $5::inet, $6, $7, $8)",
-        ))
-        .bind(e.id)
-        .bind(e.kind)
-        .bind(e.user_id)
-        .bind(e.session_id)
-        .bind(&e.ip_address)
-        .bind(&e.user_agent)
-        .bind(&e.details)
-        .bind(e.at)
-        .execute(&self.pool)
-        .await
-        .map_err(map)?;
-        Ok(())
     }
 }
 

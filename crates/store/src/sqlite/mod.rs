@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
-use fraise_core::model::{AuditEvent, NewSession, NewUser, RevokeReason, Session, SessionId, User};
-use fraise_core::store::{AuditStore, Liveness, SessionStore, StoreHealth, UserStore};
+use fraise_core::model::{NewSession, NewUser, RevokeReason, Session, SessionId, User};
+use fraise_core::store::{Liveness, SessionStore, StoreHealth, UserStore};
 use fraise_core::{Email, StoreError};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::MigrationReport;
 use crate::errors::{decode, map};
 
+mod audit;
 mod one_time;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -490,28 +491,6 @@ impl SessionStore for SqliteStore {
         .await
         .map_err(map)?;
         Ok(done.rows_affected())
-    }
-}
-
-#[async_trait]
-impl AuditStore for SqliteStore {
-    async fn record(&self, e: AuditEvent) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO tb_auth_audit (pk_auth_audit, event_type, fk_user, fk_session, ip_address, user_agent, \
-             details, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .bind(e.id.to_string())
-        .bind(e.kind)
-        .bind(e.user_id.map(|u| u.to_string()))
-        .bind(e.session_id.map(|s| s.to_string()))
-        .bind(&e.ip_address)
-        .bind(&e.user_agent)
-        .bind(e.details.to_string())
-        .bind(ts(e.at))
-        .execute(&self.pool)
-        .await
-        .map_err(map)?;
-        Ok(())
     }
 }
 
