@@ -160,16 +160,14 @@ fn parse_since(text: &str, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&chrono::Utc));
     }
-    let (n, unit) = text.split_at(text.len().saturating_sub(1));
-    let n: i64 =
-        n.parse().map_err(|_| anyhow::anyhow!("--since {text:?}: use 2026-01-31T00:00:00Z, 90m, 24h or 7d"))?;
-    let age = match unit {
-        "m" => chrono::Duration::minutes(n),
-        "h" => chrono::Duration::hours(n),
-        "d" => chrono::Duration::days(n),
-        _ => anyhow::bail!("--since {text:?}: use 2026-01-31T00:00:00Z, 90m, 24h or 7d"),
-    };
-    Ok(now - age)
+    let usage = || anyhow::anyhow!("--since {text:?}: use 2026-01-31T00:00:00Z, 90m, 24h or 7d");
+    let (n, per) = [("m", 60), ("h", 3600), ("d", 86_400)]
+        .iter()
+        .find_map(|(unit, secs)| text.strip_suffix(unit).map(|n| (n, *secs)))
+        .ok_or_else(usage)?;
+    let n: i64 = n.parse().map_err(|_| usage())?;
+    let age = n.checked_mul(per).and_then(chrono::Duration::try_seconds).ok_or_else(usage)?;
+    now.checked_sub_signed(age).ok_or_else(usage)
 }
 
 async fn audit(
@@ -217,6 +215,11 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         tracing::warn!(key, "this setting is not implemented by this version and has no effect");
     }
     cfg.check_secret().map_err(anyhow::Error::msg)?;
+    if cfg.production && cfg.smtp_url.is_none() {
+        tracing::warn!(
+            "ENVIRONMENT=production without SMTP_URL: reset and verification emails only reach DATA_DIR/outbox"
+        );
+    }
     let (secret, stored) = cfg.resolve_secret().map_err(anyhow::Error::msg)?;
     if let Some(path) = stored {
         tracing::info!(path = %path.display(), "using the JWT secret stored in the data folder");

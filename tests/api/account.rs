@@ -66,6 +66,7 @@ async fn patch_me_changes_name_and_metadata_only(backend: Backend) {
         (json!({"metadata": {"blob": "x".repeat(20_000)}}), Some("metadata")),
         (json!({"name": "x".repeat(300)}), Some("name")),
         (json!({"name": 42}), Some("name")),
+        (json!({"metadata": {"nul": "a\u{0}b"}}), Some("metadata")),
     ] {
         let r = patch(body.clone()).await;
         r.assert(400, "VALIDATION_ERROR");
@@ -214,7 +215,57 @@ async fn reset_email_arrives_over_real_smtp_with_a_working_link(backend: Backend
     app.login("smtp@example.com", NEW_PASSWORD).await.assert(200, "");
 }
 
+async fn an_unverified_user_can_get_a_new_link_without_a_session_but_not_refresh(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("REQUIRE_EMAIL_VERIFICATION", "true")]).await;
+    let reg = app.signed_up("late@example.com").await;
+    // The register session cannot be extended while unverified...
+    app.refresh(&reg.str("refresh_token")).await.assert(403, "EMAIL_NOT_VERIFIED");
+    app.login("late@example.com", PASSWORD).await.assert(403, "EMAIL_NOT_VERIFIED");
+    // ...but a new link can be had by email, with the same answer as for an unknown address.
+    let known = app.post("/auth/verify-email/request", json!({"email": "late@example.com"})).await;
+    let unknown = app.post("/auth/verify-email/request", json!({"email": "ghost@example.com"})).await;
+    known.assert(200, "");
+    assert_eq!(known.body, unknown.body);
+    let token = app.outbox_tokens("/verify-email", 1).await.remove(0);
+    app.post("/auth/verify-email", json!({"token": token})).await.assert(200, "");
+    app.login("late@example.com", PASSWORD).await.assert(200, "");
+}
+
+async fn a_password_change_voids_outstanding_reset_links(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let at = app.signed_up("void@example.com").await.str("access_token");
+    app.post("/auth/forgot-password", json!({"email": "void@example.com"})).await.assert(200, "");
+    let token = app.outbox_tokens("/reset-password", 1).await.remove(0);
+    let change = json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD});
+    app.call(Method::POST, "/auth/change-password", Some(&change), Some(&at)).await.assert(200, "");
+    app.post("/auth/reset-password", json!({"token": token, "new_password": "Another789%"}))
+        .await
+        .assert(400, "INVALID_RESET_TOKEN");
+    app.login("void@example.com", NEW_PASSWORD).await.assert(200, "");
+}
+
+async fn a_burst_of_forgot_requests_sends_one_email(backend: Backend) {
+    let app = std::sync::Arc::new(TestApp::spawn(backend).await);
+    app.signed_up("burst@example.com").await;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { app.post("/auth/forgot-password", json!({"email": "burst@example.com"})).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().assert(200, "");
+    }
+    app.outbox_tokens("/reset-password", 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let sent = std::fs::read_dir(app.data_dir.join("outbox")).unwrap().count();
+    assert_eq!(sent, 1, "the per-email throttle holds under concurrency");
+}
+
 both_backends!(
+    an_unverified_user_can_get_a_new_link_without_a_session_but_not_refresh,
+    a_password_change_voids_outstanding_reset_links,
+    a_burst_of_forgot_requests_sends_one_email,
     change_password_keeps_this_session_and_ends_the_others,
     patch_me_changes_name_and_metadata_only,
     forgot_password_answers_the_same_and_the_reset_link_works_once,

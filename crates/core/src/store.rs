@@ -23,7 +23,8 @@ pub trait UserStore: Send + Sync {
     async fn set_active(&self, id: Uuid, active: bool, now: DateTime<Utc>) -> Result<bool, StoreError>;
 
     /// Replaces the password hash and, in the same transaction, revokes every live session of
-    /// the user except `keep`. Returns how many sessions were revoked.
+    /// the user except `keep` and voids the user's outstanding password-reset tokens. Returns how
+    /// many sessions were revoked.
     async fn set_password(
         &self,
         id: Uuid,
@@ -129,8 +130,11 @@ pub enum OneTimeKind {
 /// Single-use tokens, stored only as SHA-256.
 #[async_trait]
 pub trait OneTimeTokenStore: Send + Sync {
-    /// Stores a new token for `user`, voiding (marking used) the user's older unused ones of the
-    /// same kind, in one transaction.
+    /// Stores a new token for `user` unless one of this kind was issued at or after
+    /// `throttle_since` (then nothing changes and the answer is `false`). Voids (marks used) the
+    /// user's older unused tokens of the kind. Check, void and insert are one transaction that
+    /// holds the user's row, so concurrent requests cannot both pass the throttle or both leave
+    /// a live token.
     async fn issue_one_time(
         &self,
         kind: OneTimeKind,
@@ -138,7 +142,8 @@ pub trait OneTimeTokenStore: Send + Sync {
         hash: &[u8; 32],
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+        throttle_since: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 
     /// The user a valid (unused, unexpired) token belongs to, without using it up.
     async fn peek_one_time(
@@ -155,9 +160,6 @@ pub trait OneTimeTokenStore: Send + Sync {
         hash: &[u8; 32],
         now: DateTime<Utc>,
     ) -> Result<Option<Uuid>, StoreError>;
-
-    /// When the user's newest token of this kind was issued (for per-email throttling).
-    async fn last_one_time(&self, kind: OneTimeKind, user: Uuid) -> Result<Option<DateTime<Utc>>, StoreError>;
 }
 
 /// Which audit rows to list.

@@ -191,6 +191,12 @@ pub struct EmailRequest {
     pub email: String,
 }
 
+#[derive(Debug, Default, Deserialize)]
+pub struct OptionalEmail {
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
 #[derive(Deserialize)]
 pub struct ResetPasswordRequest {
     pub token: String,

@@ -47,8 +47,14 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// Creates the folder readable by its owner only: the messages hold live reset links.
     pub fn new(dir: PathBuf, from: Mailbox) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        }
         Ok(Self { transport: AsyncFileTransport::new(&dir), dir, from })
     }
 }
@@ -113,8 +119,9 @@ impl Smtp {
     }
 }
 
+/// URL userinfo decoding (`%40` → `@`); unlike form decoding, `+` stays `+`.
 fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 #[async_trait]
@@ -152,5 +159,6 @@ mod tests {
     #[test]
     fn percent_encoded_credentials_are_decoded() {
         assert_eq!(percent_decode("p%40ss%3Aword"), "p@ss:word");
+        assert_eq!(percent_decode("a+b&c"), "a+b&c");
     }
 }

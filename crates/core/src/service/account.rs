@@ -26,8 +26,34 @@ pub(super) fn client_limiter(per_hour: u32) -> ClientLimiter {
     governor::RateLimiter::keyed(governor::Quota::per_hour(n))
 }
 
+/// The limiter's key for a client: the IPv4 address, or the /64 of an IPv6 one (a single host
+/// commonly holds a whole /64, and would otherwise get a fresh quota per address).
+fn client_key(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        _ => ip.to_owned(),
+    }
+}
+
+/// Above this many tracked clients, recovered entries are dropped at once rather than at the
+/// next cleanup: memory stays bounded under a flood of distinct addresses.
+const MAX_TRACKED_CLIENTS: usize = 10_000;
+
 /// Largest accepted `metadata` object, serialized.
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+/// PostgreSQL's jsonb cannot hold U+0000; refuse it on every backend alike.
+fn contains_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        _ => false,
+    }
+}
 
 /// A fresh token: the text for the link and the hash for the database.
 fn new_token() -> (String, [u8; 32]) {
@@ -46,6 +72,17 @@ fn token_hash(text: &str) -> Result<[u8; 32], AuthError> {
 }
 
 impl AuthService {
+    fn check_client_limit(
+        &self,
+        client: &ClientInfo,
+    ) -> Option<Result<(), governor::NotUntil<governor::clock::QuantaInstant>>> {
+        let key = client_key(client.ip.as_deref()?);
+        if self.forgot_limiter.len() > MAX_TRACKED_CLIENTS {
+            self.forgot_limiter.retain_recent();
+        }
+        Some(self.forgot_limiter.check_key(&key))
+    }
+
     fn check_new_password(&self, password: &str) -> Result<(), AuthError> {
         let violations = self.settings.policy.violations(password);
         if violations.is_empty() {
@@ -114,6 +151,9 @@ impl AuthService {
             if !m.is_object() {
                 return Err(AuthError::validation("metadata", "metadata must be a JSON object"));
             }
+            if contains_nul(m) {
+                return Err(AuthError::validation("metadata", "metadata must not contain NUL characters"));
+            }
             if m.to_string().len() > MAX_METADATA_BYTES {
                 return Err(AuthError::validation(
                     "metadata",
@@ -131,7 +171,7 @@ impl AuthService {
         let email = Email::parse(email)?;
         // Per client: a flood from one address cannot mail-bomb many accounts. (Per email: the
         // throttle in `send_reset`, stored in the database, so it holds across nodes.)
-        let limited = client.ip.as_ref().map(|ip| self.forgot_limiter.check_key(ip));
+        let limited = self.check_client_limit(client);
         if let Some(Err(not_until)) = limited {
             let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
             return Err(AuthError::RateLimited { retry_after: wait.max(std::time::Duration::from_secs(1)) });
@@ -151,15 +191,14 @@ impl AuthService {
             self.audit("password_reset_requested", None, None, client, json!({"delivered": false})).await;
             return Ok(());
         };
-        let last = self.store.last_one_time(OneTimeKind::PasswordReset, user.id).await?;
-        if last.is_some_and(|last| now - last < self.settings.reset_throttle) {
+        let (token, hash) = new_token();
+        let ttl = self.settings.reset_ttl;
+        let since = now - self.settings.reset_throttle;
+        if !self.store.issue_one_time(OneTimeKind::PasswordReset, user.id, &hash, now, now + ttl, since).await? {
             let details = json!({"delivered": false, "throttled": true});
             self.audit("password_reset_requested", Some(user.id), None, client, details).await;
             return Ok(());
         }
-        let (token, hash) = new_token();
-        let ttl = self.settings.reset_ttl;
-        self.store.issue_one_time(OneTimeKind::PasswordReset, user.id, &hash, now, now + ttl).await?;
         let link = self.settings.links.reset(&token);
         let text = format!(
             "Someone asked to reset the password of {}.\n\nOpen this link within {} minutes to choose a new one:\n{link}\n\n\
@@ -194,26 +233,56 @@ impl AuthService {
         Ok(())
     }
 
-    /// Mails the caller a verification link (nothing is sent when already verified).
+    /// Mails the caller a verification link (nothing is sent when already verified, or when one
+    /// went out less than a minute ago).
     pub async fn request_verification(&self, p: &Principal, client: &ClientInfo) -> Result<(), AuthError> {
-        if p.user.email_verified {
+        self.send_verification(&p.user, client, self.clock.now()).await
+    }
+
+    /// The same without a session, by email (a user whose register session has ended and who
+    /// cannot log in while verification is required). Answers at once and identically whether or
+    /// not the account exists; limited per client like forgot-password.
+    pub fn resend_verification(&self, email: &str, client: &ClientInfo) -> Result<(), AuthError> {
+        let email = Email::parse(email)?;
+        if let Some(Err(not_until)) = self.check_client_limit(client) {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+            return Err(AuthError::RateLimited { retry_after: wait.max(std::time::Duration::from_secs(1)) });
+        }
+        let (this, client, now) = (self.clone(), client.clone(), self.clock.now());
+        tokio::spawn(async move {
+            let user = match this.store.user_by_email(&email).await {
+                Ok(Some(u)) if u.is_active => u,
+                Ok(_) => return,
+                Err(e) => return tracing::warn!(error = ?e, "verification email not sent"),
+            };
+            if let Err(e) = this.send_verification(&user, &client, now).await {
+                tracing::warn!(error = ?e, "verification email not sent");
+            }
+        });
+        Ok(())
+    }
+
+    async fn send_verification(&self, user: &User, client: &ClientInfo, now: DateTime<Utc>) -> Result<(), AuthError> {
+        if user.email_verified {
             return Ok(());
         }
-        let now = self.clock.now();
         let (token, hash) = new_token();
         let ttl = self.settings.verification_ttl;
-        self.store.issue_one_time(OneTimeKind::EmailVerification, p.user.id, &hash, now, now + ttl).await?;
+        let since = now - self.settings.reset_throttle;
+        if !self.store.issue_one_time(OneTimeKind::EmailVerification, user.id, &hash, now, now + ttl, since).await? {
+            return Ok(());
+        }
         let link = self.settings.links.verify(&token);
-        let text = format!("Confirm that {} is your email address by opening this link:\n{link}\n", p.user.email);
-        let message = Message { to: p.user.email.clone(), subject: "Confirm your email address".into(), text, link };
-        let (mailer, user) = (Arc::clone(&self.mailer), p.user.id);
+        let text = format!("Confirm that {} is your email address by opening this link:\n{link}\n", user.email);
+        let message = Message { to: user.email.clone(), subject: "Confirm your email address".into(), text, link };
+        let (mailer, id) = (Arc::clone(&self.mailer), user.id);
         // Delivery (SMTP can take seconds) happens off the request path.
         tokio::spawn(async move {
             if let Err(e) = mailer.send(message).await {
-                tracing::warn!(error = ?e, %user, "verification email not sent");
+                tracing::warn!(error = ?e, user = %id, "verification email not sent");
             }
         });
-        self.audit("email_verification_requested", Some(p.user.id), Some(p.session.id), client, json!({})).await;
+        self.audit("email_verification_requested", Some(user.id), None, client, json!({})).await;
         Ok(())
     }
 
@@ -235,6 +304,20 @@ impl AuthService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_clients_share_a_quota_per_64() {
+        assert_eq!(client_key("2001:db8:1:2:aaaa::1"), client_key("2001:db8:1:2:bbbb::2"));
+        assert_ne!(client_key("2001:db8:1:2::1"), client_key("2001:db8:1:3::1"));
+        assert_eq!(client_key("203.0.113.7"), "203.0.113.7");
+    }
+
+    #[test]
+    fn nul_anywhere_in_metadata_is_found() {
+        assert!(contains_nul(&json!({"a": ["x\u{0}"]})));
+        assert!(contains_nul(&json!({"k\u{0}": 1})));
+        assert!(!contains_nul(&json!({"a": [1, "b", {"c": null}]})));
+    }
 
     #[test]
     fn tokens_are_43_chars_and_hash_back() {

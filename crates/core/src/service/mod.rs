@@ -224,7 +224,9 @@ impl AuthService {
     /// The idle and absolute-lifetime cut-offs at `now`.
     fn liveness(&self, now: DateTime<Utc>) -> Liveness {
         Liveness {
-            idle_cutoff: self.settings.idle_timeout.map(|d| now - d),
+            // last_active lags by up to one touch interval: allow for it, so a session in steady
+            // use is never taken for idle.
+            idle_cutoff: self.settings.idle_timeout.map(|d| now - d - self.settings.touch_interval),
             created_cutoff: self.settings.absolute_lifetime.map(|d| now - d),
         }
     }
@@ -324,6 +326,7 @@ impl AuthService {
             return Err(AuthError::AccountDisabled);
         }
         if self.settings.require_verified_email && !user.email_verified {
+            self.audit("login_failure", Some(user.id), None, client, json!({"reason": "email_not_verified"})).await;
             return Err(AuthError::EmailNotVerified);
         }
         let mut user = user;
@@ -389,6 +392,11 @@ impl AuthService {
         if let Some((session, user)) =
             self.store.rotate_refresh(presented.session, presented.counter, now, expires_at, live).await?
         {
+            if self.settings.require_verified_email && !user.email_verified {
+                // The register session may not outlive its first access token unverified.
+                self.store.revoke_session(session.id, RevokeReason::Revoked, now).await?;
+                return Err(AuthError::EmailNotVerified);
+            }
             self.audit(
                 "token_refresh",
                 Some(user.id),

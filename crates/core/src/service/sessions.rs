@@ -43,7 +43,8 @@ impl AuthService {
     pub async fn revoke_other_sessions(&self, p: &Principal, client: &ClientInfo) -> Result<u64, AuthError> {
         let now = self.clock.now();
         let n = self.store.revoke_user_sessions(p.user.id, Some(p.session.id), RevokeReason::Revoked, now).await?;
-        self.audit("session_revoked", Some(p.user.id), Some(p.session.id), client, json!({"others": n})).await;
+        let details = json!({"all_but": p.session.id.to_string(), "sessions_revoked": n});
+        self.audit("session_revoked", Some(p.user.id), None, client, details).await;
         Ok(n)
     }
 
@@ -56,7 +57,9 @@ impl AuthService {
         now: DateTime<Utc>,
     ) -> Result<(), AuthError> {
         let max = self.settings.max_sessions_per_user.max(1);
-        let sessions = self.store.live_sessions(user, now).await?;
+        let live = self.liveness(now);
+        let sessions: Vec<_> =
+            self.store.live_sessions(user, now).await?.into_iter().filter(|s| live.admits(s)).collect();
         if sessions.len() <= max {
             return Ok(());
         }

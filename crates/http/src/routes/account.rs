@@ -7,10 +7,11 @@ use fraise_core::AuthService;
 
 use crate::AppState;
 use crate::dto::{
-    ChangePasswordRequest, EmailRequest, MessageBody, PatchMeRequest, ResetPasswordRequest, TokenRequest, UserBody,
+    ChangePasswordRequest, EmailRequest, MessageBody, OptionalEmail, PatchMeRequest, ResetPasswordRequest,
+    TokenRequest, UserBody,
 };
 use crate::error::ApiError;
-use crate::extract::{AuthUser, Client, JsonBody};
+use crate::extract::{AuthUser, Client, JsonBody, MaybeAuthUser, OptionalJsonBody};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -59,13 +60,22 @@ async fn reset_password(
     Ok(Json(MessageBody { message: "Password has been reset successfully" }))
 }
 
+/// With a bearer: mail the caller a link. Without one, `{"email"}`: the same for that address, in
+/// the background and with the same answer whether or not it exists (a user who cannot log in
+/// before verifying needs a way to get a new link).
 async fn request_verification(
     State(auth): State<AuthService>,
-    AuthUser(p): AuthUser,
+    MaybeAuthUser(bearer): MaybeAuthUser,
     Client(client): Client,
+    OptionalJsonBody(body): OptionalJsonBody<OptionalEmail>,
 ) -> Result<Json<MessageBody>, ApiError> {
-    auth.request_verification(&p, &client).await?;
-    Ok(Json(MessageBody { message: "Verification email sent" }))
+    match (bearer, body.email) {
+        (Some(Ok(p)), _) => auth.request_verification(&p, &client).await?,
+        (Some(Err(e)), _) => return Err(e.into()),
+        (None, Some(email)) => auth.resend_verification(&email, &client)?,
+        (None, None) => return Err(fraise_core::AuthError::Unauthorized.into()),
+    }
+    Ok(Json(MessageBody { message: "If the address needs verifying, a verification email has been sent" }))
 }
 
 async fn verify_email(

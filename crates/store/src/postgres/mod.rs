@@ -286,6 +286,13 @@ impl UserStore for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(map)?;
+        // A reset link mailed before this change must not undo it.
+        sqlx::query(self.sql("UPDATE {s}.tb_password_reset SET used_at = $2 WHERE fk_user = $1 AND used_at IS NULL"))
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
         tx.commit().await.map_err(map)?;
         Ok(revoked.rows_affected())
     }

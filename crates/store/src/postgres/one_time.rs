@@ -27,8 +27,29 @@ impl OneTimeTokenStore for PgStore {
         hash: &[u8; 32],
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+        throttle_since: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(map)?;
+        // The user's row lock serialises issuers for this user: at READ COMMITTED the throttle
+        // check and "void the older ones" would otherwise race.
+        let exists: Option<i32> =
+            sqlx::query_scalar(self.sql("SELECT 1 FROM {s}.tb_user WHERE pk_user = $1 FOR UPDATE"))
+                .bind(user)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map)?;
+        if exists.is_none() {
+            return Ok(false);
+        }
+        let recent: Option<DateTime<Utc>> =
+            sqlx::query_scalar(self.sql_kind(kind, "SELECT MAX(created_at) FROM {s}.{t} WHERE fk_user = $1"))
+                .bind(user)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map)?;
+        if recent.is_some_and(|at| at >= throttle_since) {
+            return Ok(false);
+        }
         sqlx::query(self.sql_kind(kind, "UPDATE {s}.{t} SET used_at = $2 WHERE fk_user = $1 AND used_at IS NULL"))
             .bind(user)
             .bind(now)
@@ -47,7 +68,8 @@ impl OneTimeTokenStore for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(map)?;
-        tx.commit().await.map_err(map)
+        tx.commit().await.map_err(map)?;
+        Ok(true)
     }
 
     async fn peek_one_time(
@@ -82,13 +104,5 @@ impl OneTimeTokenStore for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(map)
-    }
-
-    async fn last_one_time(&self, kind: OneTimeKind, user: Uuid) -> Result<Option<DateTime<Utc>>, StoreError> {
-        sqlx::query_scalar(self.sql_kind(kind, "SELECT MAX(created_at) FROM {s}.{t} WHERE fk_user = $1"))
-            .bind(user)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(map)
     }
 }

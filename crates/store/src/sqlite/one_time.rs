@@ -19,10 +19,22 @@ impl OneTimeTokenStore for SqliteStore {
         hash: &[u8; 32],
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+        throttle_since: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let (t, pk) = table(kind);
+        // IMMEDIATE takes SQLite's single write lock first: the check below and the writes after it
+        // cannot interleave with another issuer.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
         // Table names come from `table`, never from input.
+        let recent: Option<String> =
+            sqlx::query_scalar(AssertSqlSafe(format!("SELECT MAX(created_at) FROM {t} WHERE fk_user = ?1")))
+                .bind(user.to_string())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map)?;
+        if recent.as_deref().map(parse_ts).transpose()?.is_some_and(|at| at >= throttle_since) {
+            return Ok(false);
+        }
         sqlx::query(AssertSqlSafe(format!("UPDATE {t} SET used_at = ?2 WHERE fk_user = ?1 AND used_at IS NULL")))
             .bind(user.to_string())
             .bind(ts(now))
@@ -40,7 +52,8 @@ impl OneTimeTokenStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(map)?;
-        tx.commit().await.map_err(map)
+        tx.commit().await.map_err(map)?;
+        Ok(true)
     }
 
     async fn peek_one_time(
@@ -77,16 +90,5 @@ impl OneTimeTokenStore for SqliteStore {
         .await
         .map_err(map)?;
         user.as_deref().map(parse_uuid).transpose()
-    }
-
-    async fn last_one_time(&self, kind: OneTimeKind, user: Uuid) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let (t, _) = table(kind);
-        let at: Option<String> =
-            sqlx::query_scalar(AssertSqlSafe(format!("SELECT MAX(created_at) FROM {t} WHERE fk_user = ?1")))
-                .bind(user.to_string())
-                .fetch_one(&self.pool)
-                .await
-                .map_err(map)?;
-        at.as_deref().map(parse_ts).transpose()
     }
 }
