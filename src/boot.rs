@@ -131,6 +131,7 @@ pub fn state(cfg: &Config, auth: AuthService) -> AppState {
             auth_prefix: cfg.auth_prefix.clone(),
             body_limit: cfg.max_body_bytes,
             request_timeout: std::time::Duration::from_secs(cfg.request_timeout_seconds),
+            protection: cfg.protection.clone(),
         },
     }
 }

@@ -68,6 +68,21 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("AUTH_PREFIX", "/auth", "path prefix of the auth routes"),
     ("MAX_BODY_BYTES", "65536", "largest request body (413 above)"),
     ("REQUEST_TIMEOUT_SECONDS", "30", "longest a request may take (408 after)"),
+    ("TRUSTED_PROXIES", "", "comma-separated CIDRs of proxies whose X-Forwarded-For/-Proto are believed"),
+    (
+        "ENABLE_SECURITY_HEADERS",
+        "true",
+        "nosniff, DENY, XSS, Referrer-Policy, CSP (and HSTS over HTTPS) on every response",
+    ),
+    ("CSP_POLICY", "default-src 'none'; frame-ancestors 'none'", "Content-Security-Policy value"),
+    ("HSTS_ALWAYS", "false", "send HSTS on every response, not only those a trusted proxy says came over HTTPS"),
+    ("CORS_ALLOWED_ORIGINS", "", "comma-separated origins allowed cross-origin, with credentials (`*` is refused)"),
+    ("CORS_ALLOWED_METHODS", "GET,POST,PUT,PATCH,DELETE,OPTIONS", "methods allowed cross-origin"),
+    (
+        "CORS_ALLOWED_HEADERS",
+        "Authorization,Content-Type,X-CSRF-Token,X-Request-Id",
+        "request headers allowed cross-origin",
+    ),
     ("LOG_LEVEL", "info", "`error`..`trace`, or a tracing filter such as `info,sqlx=debug`"),
     ("LOG_FORMAT", "pretty", "`pretty` or `json`"),
 ];
@@ -78,12 +93,8 @@ pub const NOT_YET: &[&str] = &[
     "ENABLE_RATE_LIMITING",
     "RATE_LIMIT_REQUESTS_PER_MINUTE",
     "RATE_LIMIT_AUTH_REQUESTS_PER_MINUTE",
-    "ENABLE_SECURITY_HEADERS",
     "ENABLE_CSRF_PROTECTION",
     "REDIS_URL",
-    "CORS_ALLOWED_ORIGINS",
-    "CORS_ALLOWED_METHODS",
-    "CORS_ALLOWED_HEADERS",
     "TENANT_RESOLUTION_METHOD",
 ];
 
@@ -256,6 +267,7 @@ pub struct Config {
     pub audit_retention_days: i64,
     pub cleanup_interval_minutes: u64,
     pub mail_from: String,
+    pub protection: fraise_http::protect::Protection,
     pub auth_prefix: String,
     pub max_body_bytes: usize,
     pub request_timeout_seconds: u64,
@@ -391,6 +403,7 @@ impl Config {
             reset_ttl_minutes: s.parse("PASSWORD_RESET_TTL_MINUTES", "a number of minutes", e).unwrap_or(60),
             verification_ttl_hours: s.parse("EMAIL_VERIFICATION_TTL_HOURS", "a number of hours", e).unwrap_or(24),
             links: links(s, e),
+            protection: protection(s, e),
             smtp_url: s.opt("SMTP_URL").map(SecretString::from),
             forgot_per_client_per_hour: s
                 .parse("FORGOT_PASSWORD_PER_CLIENT_PER_HOUR", "a number of requests", e)
@@ -514,6 +527,76 @@ impl Config {
     }
 }
 
+/// Client IP, security headers and CORS settings.
+fn protection(s: &Sources, e: &mut Vec<String>) -> fraise_http::protect::Protection {
+    use axum::http::{HeaderName, HeaderValue, Method};
+    let list = |key: &str| -> Vec<String> {
+        s.get(key).split(',').map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned).collect()
+    };
+    let mut trusted_proxies = Vec::new();
+    for cidr in list("TRUSTED_PROXIES") {
+        // A bare address is a /32 (or /128).
+        let parsed = cidr.parse::<ipnet::IpNet>().or_else(|_| cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match parsed {
+            Ok(net) => trusted_proxies.push(net),
+            Err(_) => e.push(format!("TRUSTED_PROXIES: {cidr:?} is not a CIDR such as 10.0.0.0/8 or an address")),
+        }
+    }
+    let origins = list("CORS_ALLOWED_ORIGINS");
+    let cors = if origins.is_empty() {
+        None
+    } else {
+        if origins.iter().any(|o| o == "*") {
+            e.push("CORS_ALLOWED_ORIGINS=* is refused: credentials are allowed, so list the origins (https://app.example.com)".into());
+        }
+        let origins = origins
+            .iter()
+            .filter(|o| *o != "*")
+            .filter_map(|o| match url::Url::parse(o) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.path() == "/" && !o.ends_with('/') => {
+                    HeaderValue::from_str(o).ok()
+                }
+                _ => {
+                    e.push(format!("CORS_ALLOWED_ORIGINS: {o:?} is not an origin such as https://app.example.com"));
+                    None
+                }
+            })
+            .collect();
+        let methods = list("CORS_ALLOWED_METHODS")
+            .iter()
+            .filter_map(|m| match m.to_ascii_uppercase().parse::<Method>() {
+                Ok(m) => Some(m),
+                Err(_) => {
+                    e.push(format!("CORS_ALLOWED_METHODS: {m:?} is not a method"));
+                    None
+                }
+            })
+            .collect();
+        let headers = list("CORS_ALLOWED_HEADERS")
+            .iter()
+            .filter_map(|h| match HeaderName::from_bytes(h.as_bytes()) {
+                Ok(h) => Some(h),
+                Err(_) => {
+                    e.push(format!("CORS_ALLOWED_HEADERS: {h:?} is not a header name"));
+                    None
+                }
+            })
+            .collect();
+        Some(fraise_http::protect::Cors { origins, methods, headers })
+    };
+    let csp = s.get("CSP_POLICY").trim().to_owned();
+    if HeaderValue::from_str(&csp).is_err() {
+        e.push("CSP_POLICY must be a valid header value (printable ASCII)".into());
+    }
+    fraise_http::protect::Protection {
+        trusted_proxies,
+        security_headers: s.bool("ENABLE_SECURITY_HEADERS", e),
+        csp,
+        hsts_always: s.bool("HSTS_ALWAYS", e),
+        cors,
+    }
+}
+
 /// The email link templates: explicit templates must contain `{token}`.
 fn links(s: &Sources, e: &mut Vec<String>) -> fraise_core::mail::Links {
     let base = s.get("APP_BASE_URL").trim().to_owned();
@@ -618,6 +701,22 @@ mod tests {
         {
             assert!(err.contains(needle), "{needle} missing from {err}");
         }
+    }
+
+    #[test]
+    fn cors_refuses_a_wildcard_and_junk_and_proxies_must_be_cidrs() {
+        let err =
+            cfg(&[("CORS_ALLOWED_ORIGINS", "*"), ("TRUSTED_PROXIES", "10.0.0.0/8, nope")]).err().unwrap_or_default();
+        assert!(err.contains("CORS_ALLOWED_ORIGINS=* is refused") && err.contains("\"nope\""), "{err}");
+        let err = cfg(&[("CORS_ALLOWED_ORIGINS", "https://app.example.com/path")]).err().unwrap_or_default();
+        assert!(err.contains("not an origin"), "{err}");
+        let c = cfg(&[
+            ("CORS_ALLOWED_ORIGINS", "https://a.example.com, http://localhost:3000"),
+            ("TRUSTED_PROXIES", "10.0.0.1"),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.protection.cors.map(|c| c.origins.len()), Some(2));
+        assert_eq!(c.protection.trusted_proxies.len(), 1);
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod hashing;
 mod logout;
 mod maintenance;
 mod outage;
+mod protection;
 mod refresh;
 mod sessions;
 mod storage;

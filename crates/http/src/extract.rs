@@ -117,10 +117,9 @@ fn json_error(path: &str, e: &serde_json::Error) -> ApiError {
     }
 }
 
-/// Who is calling: the peer address and the User-Agent.
-///
-/// Proxy headers are not read here (see the protection issue: `TRUSTED_PROXIES`); the socket peer
-/// is what the connection proves.
+/// Who is calling: the client address (established once per request by
+/// [`crate::protect::client_layer`], which reads `X-Forwarded-For` only from trusted proxies) and
+/// the User-Agent. The one place every feature gets the client from.
 #[derive(Debug, Clone)]
 pub struct Client(pub ClientInfo);
 
@@ -128,11 +127,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        // The extractor (not the raw extension) so that `MockConnectInfo` works in tests.
-        let ip = ConnectInfo::<SocketAddr>::from_request_parts(parts, state)
-            .await
-            .ok()
-            .map(|ConnectInfo(addr)| addr.ip().to_string());
+        let ip = match parts.extensions.get::<crate::protect::ClientAddr>() {
+            Some(c) => Some(c.ip.to_string()),
+            // Outside our layers (a host app's router): the socket peer.
+            None => ConnectInfo::<SocketAddr>::from_request_parts(parts, state)
+                .await
+                .ok()
+                .map(|ConnectInfo(addr)| addr.ip().to_string()),
+        };
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)

@@ -1,5 +1,7 @@
 //! The layers every response passes through, outermost first:
 //!
+//! 0. CORS (when origins are configured), then the client address and security headers (see
+//!    `protect`), so that even a 404 or a 429 carries them;
 //! 1. request id: taken from `X-Request-Id` or generated, put in the log span, echoed back;
 //! 2. trace: one span per request carrying that id, so every log line names its request;
 //! 3. envelope guard: any error response that is not already JSON (405 from the router, 413
@@ -28,6 +30,8 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Adds the fallback and the cross-cutting layers to `router` and binds the state.
 pub fn with_layers(router: Router<AppState>, state: AppState) -> Router {
     let body_limit = state.http.body_limit;
+    let protection = std::sync::Arc::new(state.http.protection.clone());
+    let cors = protection.cors.as_ref().map(crate::protect::cors_layer);
     let timeout = TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.http.request_timeout);
     router
         .fallback(|| async { ApiError::not_found() })
@@ -44,6 +48,8 @@ pub fn with_layers(router: Router<AppState>, state: AppState) -> Router {
                 .layer(CatchPanicLayer::custom(on_panic))
                 .layer(timeout),
         )
+        .layer(middleware::from_fn_with_state(protection, crate::protect::client_layer))
+        .layer(tower::util::option_layer(cors))
         .with_state(state)
 }
 

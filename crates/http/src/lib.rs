@@ -12,12 +12,14 @@
 //! | [`dto`] | request and response bodies |
 //! | [`routes`] | one file per route group |
 //! | `layers` | request id, panic catching, the envelope guard, body limit |
+//! | [`protect`] | client IP behind trusted proxies, security headers, CORS |
 #![forbid(unsafe_code)]
 
 pub mod dto;
 pub mod error;
 pub mod extract;
 mod layers;
+pub mod protect;
 pub mod routes;
 
 use std::future::Future;
@@ -41,6 +43,8 @@ pub struct HttpConfig {
     pub body_limit: usize,
     /// Longest a request may take, body upload included, before a 408 (default 30 s).
     pub request_timeout: std::time::Duration,
+    /// Client IP, security headers, CORS.
+    pub protection: protect::Protection,
 }
 
 impl Default for HttpConfig {
@@ -49,6 +53,7 @@ impl Default for HttpConfig {
             auth_prefix: "/auth".to_owned(),
             body_limit: 64 * 1024,
             request_timeout: std::time::Duration::from_secs(30),
+            protection: protect::Protection::default(),
         }
     }
 }

@@ -1,0 +1,104 @@
+//! Client IP behind proxies, security headers on every response, CORS.
+use axum::body::Body;
+use axum::http::{Method, Request};
+use serde_json::json;
+
+use crate::both_backends;
+use crate::helpers::{Backend, PASSWORD, TestApp};
+
+/// Registers with the given extra headers and returns the IP the session recorded.
+async fn recorded_ip(app: &TestApp, email: &str, headers: &[(&str, &str)]) -> String {
+    let mut req = Request::post("/auth/register").header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let body = json!({"email": email, "password": PASSWORD}).to_string();
+    let r = app.send(req.body(Body::from(body)).unwrap()).await;
+    r.assert(201, "");
+    let p = app.auth.authenticate(&r.str("access_token")).await.unwrap();
+    p.session.ip_address.unwrap_or_default()
+}
+
+async fn a_spoofed_forwarded_for_from_an_untrusted_peer_is_ignored(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ip = recorded_ip(&app, "spoof@example.com", &[("x-forwarded-for", "1.2.3.4")]).await;
+    assert_eq!(ip, "203.0.113.7", "the socket peer, not the header");
+}
+
+async fn through_a_trusted_proxy_the_forwarded_client_is_used(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("TRUSTED_PROXIES", "203.0.113.0/24")]).await;
+    let ip = recorded_ip(&app, "a@example.com", &[("x-forwarded-for", "198.51.100.20")]).await;
+    assert_eq!(ip, "198.51.100.20");
+    // The client's own (spoofed) entry stands left of what the proxy appended: ignored.
+    let ip = recorded_ip(&app, "b@example.com", &[("x-forwarded-for", "6.6.6.6, 198.51.100.21")]).await;
+    assert_eq!(ip, "198.51.100.21");
+}
+
+async fn security_headers_are_on_every_response_errors_included(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let responses = [
+        app.call(Method::GET, "/health", None, None).await,
+        app.call(Method::GET, "/nowhere", None, None).await,
+        app.call(Method::GET, "/auth/me", None, None).await,
+        app.call(Method::GET, "/auth/login", None, None).await,
+        app.call(Method::GET, "/__test/panic", None, None).await,
+        app.post("/auth/login", json!({})).await,
+    ];
+    for r in &responses {
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{}", r.status);
+        assert_eq!(r.header("x-frame-options"), Some("DENY"));
+        assert_eq!(r.header("x-xss-protection"), Some("1; mode=block"));
+        assert_eq!(r.header("referrer-policy"), Some("strict-origin-when-cross-origin"));
+        assert_eq!(r.header("content-security-policy"), Some("default-src 'none'; frame-ancestors 'none'"));
+        assert!(r.header("strict-transport-security").is_none(), "plain HTTP from an untrusted peer: no HSTS");
+    }
+    let req = Request::get("/health").header("x-forwarded-proto", "https").body(Body::empty()).unwrap();
+    assert!(app.send(req).await.header("strict-transport-security").is_none(), "only a trusted proxy says https");
+}
+
+async fn hsts_behind_a_trusted_tls_proxy_or_always_when_asked(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("TRUSTED_PROXIES", "203.0.113.7")]).await;
+    let req = Request::get("/health").header("x-forwarded-proto", "https").body(Body::empty()).unwrap();
+    assert_eq!(app.send(req).await.header("strict-transport-security"), Some("max-age=31536000; includeSubDomains"));
+    let always = TestApp::spawn_with(backend, &[("HSTS_ALWAYS", "true"), ("CSP_POLICY", "default-src 'self'")]).await;
+    let r = always.call(Method::GET, "/nowhere", None, None).await;
+    assert_eq!(r.header("strict-transport-security"), Some("max-age=31536000; includeSubDomains"));
+    assert_eq!(r.header("content-security-policy"), Some("default-src 'self'"));
+    let off = TestApp::spawn_with(backend, &[("ENABLE_SECURITY_HEADERS", "false")]).await;
+    assert!(off.call(Method::GET, "/health", None, None).await.header("x-frame-options").is_none());
+}
+
+async fn cors_answers_allowed_origins_only_with_credentials(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("CORS_ALLOWED_ORIGINS", "https://app.example.com")]).await;
+    let preflight = |origin: &str| {
+        Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/auth/login")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type, x-csrf-token")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let ok = app.send(preflight("https://app.example.com")).await;
+    assert!(ok.status.is_success(), "{}", ok.status);
+    assert_eq!(ok.header("access-control-allow-origin"), Some("https://app.example.com"));
+    assert_eq!(ok.header("access-control-allow-credentials"), Some("true"));
+    let allowed = ok.header("access-control-allow-headers").unwrap_or_default().to_ascii_lowercase();
+    assert!(allowed.contains("x-csrf-token") && allowed.contains("authorization"), "{allowed}");
+    let evil = app.send(preflight("https://evil.example.com")).await;
+    assert!(evil.header("access-control-allow-origin").is_none());
+    // An actual cross-origin call, even one that fails, carries the header for the allowed origin.
+    let req = Request::get("/auth/me").header("origin", "https://app.example.com").body(Body::empty()).unwrap();
+    let r = app.send(req).await;
+    r.assert(401, "UNAUTHORIZED");
+    assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example.com"));
+}
+
+both_backends!(
+    a_spoofed_forwarded_for_from_an_untrusted_peer_is_ignored,
+    through_a_trusted_proxy_the_forwarded_client_is_used,
+    security_headers_are_on_every_response_errors_included,
+    hsts_behind_a_trusted_tls_proxy_or_always_when_asked,
+    cors_answers_allowed_origins_only_with_credentials,
+);
