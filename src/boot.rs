@@ -132,6 +132,7 @@ pub fn state(cfg: &Config, auth: AuthService) -> AppState {
             body_limit: cfg.max_body_bytes,
             request_timeout: std::time::Duration::from_secs(cfg.request_timeout_seconds),
             protection: cfg.protection.clone(),
+            limits: cfg.limits.clone(),
         },
     }
 }

@@ -68,6 +68,10 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("AUTH_PREFIX", "/auth", "path prefix of the auth routes"),
     ("MAX_BODY_BYTES", "65536", "largest request body (413 above)"),
     ("REQUEST_TIMEOUT_SECONDS", "30", "longest a request may take (408 after)"),
+    ("ENABLE_RATE_LIMITING", "true", "GCRA limits per client IP (in memory, per node)"),
+    ("RATE_LIMIT_REQUESTS_PER_MINUTE", "60", "general bucket: every route but health probes"),
+    ("RATE_LIMIT_AUTH_REQUESTS_PER_MINUTE", "5", "auth bucket: POST login, register, forgot-password, reset-password"),
+    ("RATE_LIMIT_ALLOWLIST", "", "comma-separated CIDRs exempt from rate limits"),
     ("TRUSTED_PROXIES", "", "comma-separated CIDRs of proxies whose X-Forwarded-For/-Proto are believed"),
     (
         "ENABLE_SECURITY_HEADERS",
@@ -89,14 +93,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
 
 /// Keys DESIGN.md names that later versions implement. Accepted (so shared deployment files do
 /// not break) but reported at start-up as having no effect yet.
-pub const NOT_YET: &[&str] = &[
-    "ENABLE_RATE_LIMITING",
-    "RATE_LIMIT_REQUESTS_PER_MINUTE",
-    "RATE_LIMIT_AUTH_REQUESTS_PER_MINUTE",
-    "ENABLE_CSRF_PROTECTION",
-    "REDIS_URL",
-    "TENANT_RESOLUTION_METHOD",
-];
+pub const NOT_YET: &[&str] = &["ENABLE_CSRF_PROTECTION", "REDIS_URL", "TENANT_RESOLUTION_METHOD"];
 
 /// Raw key/value pairs, already merged by precedence.
 #[derive(Debug, Default, Clone)]
@@ -268,6 +265,7 @@ pub struct Config {
     pub cleanup_interval_minutes: u64,
     pub mail_from: String,
     pub protection: fraise_http::protect::Protection,
+    pub limits: Option<fraise_http::limits::LimitSettings>,
     pub auth_prefix: String,
     pub max_body_bytes: usize,
     pub request_timeout_seconds: u64,
@@ -404,6 +402,7 @@ impl Config {
             verification_ttl_hours: s.parse("EMAIL_VERIFICATION_TTL_HOURS", "a number of hours", e).unwrap_or(24),
             links: links(s, e),
             protection: protection(s, e),
+            limits: limits(s, e),
             smtp_url: s.opt("SMTP_URL").map(SecretString::from),
             forgot_per_client_per_hour: s
                 .parse("FORGOT_PASSWORD_PER_CLIENT_PER_HOUR", "a number of requests", e)
@@ -527,21 +526,40 @@ impl Config {
     }
 }
 
+/// Parses a comma-separated list of CIDRs (a bare address is a /32 or /128).
+fn cidrs(s: &Sources, key: &str, e: &mut Vec<String>) -> Vec<ipnet::IpNet> {
+    let mut out = Vec::new();
+    for item in s.get(key).split(',').map(str::trim).filter(|v| !v.is_empty()) {
+        match item.parse::<ipnet::IpNet>().or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from)) {
+            Ok(net) => out.push(net),
+            Err(_) => e.push(format!("{key}: {item:?} is not a CIDR such as 10.0.0.0/8 or an address")),
+        }
+    }
+    out
+}
+
+/// Rate-limit settings, or `None` when `ENABLE_RATE_LIMITING=false`.
+fn limits(s: &Sources, e: &mut Vec<String>) -> Option<fraise_http::limits::LimitSettings> {
+    let general: u32 = s.parse("RATE_LIMIT_REQUESTS_PER_MINUTE", "a number of requests", e).unwrap_or(60);
+    let auth: u32 = s.parse("RATE_LIMIT_AUTH_REQUESTS_PER_MINUTE", "a number of requests", e).unwrap_or(5);
+    if general == 0 || auth == 0 {
+        e.push("RATE_LIMIT_*_PER_MINUTE must be at least 1 (use ENABLE_RATE_LIMITING=false to turn limits off)".into());
+    }
+    let allowlist = cidrs(s, "RATE_LIMIT_ALLOWLIST", e);
+    s.bool("ENABLE_RATE_LIMITING", e).then_some(fraise_http::limits::LimitSettings {
+        general_per_minute: general,
+        auth_per_minute: auth,
+        allowlist,
+    })
+}
+
 /// Client IP, security headers and CORS settings.
 fn protection(s: &Sources, e: &mut Vec<String>) -> fraise_http::protect::Protection {
     use axum::http::{HeaderName, HeaderValue, Method};
     let list = |key: &str| -> Vec<String> {
         s.get(key).split(',').map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned).collect()
     };
-    let mut trusted_proxies = Vec::new();
-    for cidr in list("TRUSTED_PROXIES") {
-        // A bare address is a /32 (or /128).
-        let parsed = cidr.parse::<ipnet::IpNet>().or_else(|_| cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
-        match parsed {
-            Ok(net) => trusted_proxies.push(net),
-            Err(_) => e.push(format!("TRUSTED_PROXIES: {cidr:?} is not a CIDR such as 10.0.0.0/8 or an address")),
-        }
-    }
+    let trusted_proxies = cidrs(s, "TRUSTED_PROXIES", e);
     let origins = list("CORS_ALLOWED_ORIGINS");
     let cors = if origins.is_empty() {
         None
@@ -707,7 +725,10 @@ mod tests {
     fn cors_refuses_a_wildcard_and_junk_and_proxies_must_be_cidrs() {
         let err =
             cfg(&[("CORS_ALLOWED_ORIGINS", "*"), ("TRUSTED_PROXIES", "10.0.0.0/8, nope")]).err().unwrap_or_default();
-        assert!(err.contains("CORS_ALLOWED_ORIGINS=* is refused") && err.contains("\"nope\""), "{err}");
+        assert!(
+            err.contains("CORS_ALLOWED_ORIGINS=* is refused") && err.contains("TRUSTED_PROXIES: \"nope\""),
+            "{err}"
+        );
         let err = cfg(&[("CORS_ALLOWED_ORIGINS", "https://app.example.com/path")]).err().unwrap_or_default();
         assert!(err.contains("not an origin"), "{err}");
         let c = cfg(&[

@@ -95,7 +95,72 @@ async fn cors_answers_allowed_origins_only_with_credentials(backend: Backend) {
     assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example.com"));
 }
 
+/// A login attempt from the given extra headers.
+async fn login_from(app: &TestApp, headers: &[(&str, &str)]) -> crate::helpers::Res {
+    let mut req = Request::post("/auth/login").header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    app.send(req.body(Body::from(json!({"email": "x@example.com", "password": "Wrong123!x"}).to_string())).unwrap())
+        .await
+}
+
+const LIMITED: &[(&str, &str)] = &[
+    ("ENABLE_RATE_LIMITING", "true"),
+    ("RATE_LIMIT_AUTH_REQUESTS_PER_MINUTE", "3"),
+    ("RATE_LIMIT_REQUESTS_PER_MINUTE", "100"),
+];
+
+async fn the_auth_bucket_refuses_the_fourth_attempt_with_429_and_headers(backend: Backend) {
+    let app = TestApp::spawn_with(backend, LIMITED).await;
+    for remaining in ["2", "1", "0"] {
+        let r = login_from(&app, &[]).await;
+        r.assert(401, "INVALID_CREDENTIALS");
+        assert_eq!(r.header("x-ratelimit-limit"), Some("3"));
+        assert_eq!(r.header("x-ratelimit-remaining"), Some(remaining));
+        let reset: u64 = r.header("x-ratelimit-reset").unwrap().parse().unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        assert!(reset >= now && reset <= now + 61, "reset {reset} is Unix seconds within a minute of {now}");
+    }
+    let r = login_from(&app, &[]).await;
+    r.assert(429, "RATE_LIMITED");
+    assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
+    assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
+    assert!(r.header("x-request-id").is_some() && r.header("x-frame-options").is_some());
+    // A spoofed X-Forwarded-For from an untrusted peer does not buy a fresh key.
+    login_from(&app, &[("x-forwarded-for", "9.9.9.9")]).await.assert(429, "RATE_LIMITED");
+    // Other routes use the general bucket; probes are never limited.
+    app.call(Method::GET, "/auth/me", None, None).await.assert(401, "UNAUTHORIZED");
+    let h = app.call(Method::GET, "/health/live", None, None).await;
+    assert!(h.status.is_success() && h.header("x-ratelimit-limit").is_none());
+}
+
+async fn behind_a_trusted_proxy_each_client_has_its_own_bucket(backend: Backend) {
+    let mut cfg = LIMITED.to_vec();
+    cfg.push(("TRUSTED_PROXIES", "203.0.113.7"));
+    let app = TestApp::spawn_with(backend, &cfg).await;
+    for _ in 0..3 {
+        login_from(&app, &[("x-forwarded-for", "198.51.100.1")]).await.assert(401, "INVALID_CREDENTIALS");
+    }
+    login_from(&app, &[("x-forwarded-for", "198.51.100.1")]).await.assert(429, "RATE_LIMITED");
+    login_from(&app, &[("x-forwarded-for", "198.51.100.2")]).await.assert(401, "INVALID_CREDENTIALS");
+}
+
+async fn allowlisted_clients_are_not_limited(backend: Backend) {
+    let mut cfg = LIMITED.to_vec();
+    cfg.push(("RATE_LIMIT_ALLOWLIST", "203.0.113.0/24"));
+    let app = TestApp::spawn_with(backend, &cfg).await;
+    for _ in 0..5 {
+        let r = login_from(&app, &[]).await;
+        r.assert(401, "INVALID_CREDENTIALS");
+        assert!(r.header("x-ratelimit-limit").is_none());
+    }
+}
+
 both_backends!(
+    the_auth_bucket_refuses_the_fourth_attempt_with_429_and_headers,
+    behind_a_trusted_proxy_each_client_has_its_own_bucket,
+    allowlisted_clients_are_not_limited,
     a_spoofed_forwarded_for_from_an_untrusted_peer_is_ignored,
     through_a_trusted_proxy_the_forwarded_client_is_used,
     security_headers_are_on_every_response_errors_included,

@@ -2,6 +2,7 @@
 //!
 //! 0. CORS (when origins are configured), then the client address and security headers (see
 //!    `protect`), so that even a 404 or a 429 carries them;
+//!    then the rate limits (see `limits`);
 //! 1. request id: taken from `X-Request-Id` or generated, put in the log span, echoed back;
 //! 2. trace: one span per request carrying that id, so every log line names its request;
 //! 3. envelope guard: any error response that is not already JSON (405 from the router, 413
@@ -32,6 +33,12 @@ pub fn with_layers(router: Router<AppState>, state: AppState) -> Router {
     let body_limit = state.http.body_limit;
     let protection = std::sync::Arc::new(state.http.protection.clone());
     let cors = protection.cors.as_ref().map(crate::protect::cors_layer);
+    let limits = state.http.limits.as_ref().map(|l| {
+        middleware::from_fn_with_state(
+            std::sync::Arc::new(crate::limits::Limits::new(l, &state.http.auth_prefix)),
+            crate::limits::limit_layer,
+        )
+    });
     let timeout = TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.http.request_timeout);
     router
         .fallback(|| async { ApiError::not_found() })
@@ -44,6 +51,9 @@ pub fn with_layers(router: Router<AppState>, state: AppState) -> Router {
                     let id = req.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok());
                     tracing::info_span!("request", id = id.unwrap_or("-"), method = %req.method(), path = %req.uri().path())
                 }))
+                // After the request id (a 429 carries one too), inside the client layer (it keys on
+                // the client), before any work is done for the request.
+                .option_layer(limits)
                 .layer(middleware::from_fn(envelope_guard))
                 .layer(CatchPanicLayer::custom(on_panic))
                 .layer(timeout),

@@ -13,12 +13,14 @@
 //! | [`routes`] | one file per route group |
 //! | `layers` | request id, panic catching, the envelope guard, body limit |
 //! | [`protect`] | client IP behind trusted proxies, security headers, CORS |
+//! | [`limits`] | GCRA rate limits per client, general and auth buckets |
 #![forbid(unsafe_code)]
 
 pub mod dto;
 pub mod error;
 pub mod extract;
 mod layers;
+pub mod limits;
 pub mod protect;
 pub mod routes;
 
@@ -45,6 +47,8 @@ pub struct HttpConfig {
     pub request_timeout: std::time::Duration,
     /// Client IP, security headers, CORS.
     pub protection: protect::Protection,
+    /// Rate limits; `None` turns them off (`ENABLE_RATE_LIMITING=false`).
+    pub limits: Option<limits::LimitSettings>,
 }
 
 impl Default for HttpConfig {
@@ -54,6 +58,7 @@ impl Default for HttpConfig {
             body_limit: 64 * 1024,
             request_timeout: std::time::Duration::from_secs(30),
             protection: protect::Protection::default(),
+            limits: Some(limits::LimitSettings { general_per_minute: 60, auth_per_minute: 5, allowlist: Vec::new() }),
         }
     }
 }
