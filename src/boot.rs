@@ -124,17 +124,18 @@ pub fn mailer(cfg: &Config) -> anyhow::Result<Arc<dyn Mailer>> {
 }
 
 /// The router's state for `cfg`.
-pub fn state(cfg: &Config, auth: AuthService) -> AppState {
-    AppState {
+pub fn state(cfg: &Config, auth: AuthService) -> anyhow::Result<AppState> {
+    AppState::new(
         auth,
-        http: HttpConfig {
+        HttpConfig {
             auth_prefix: cfg.auth_prefix.clone(),
             body_limit: cfg.max_body_bytes,
             request_timeout: std::time::Duration::from_secs(cfg.request_timeout_seconds),
             protection: cfg.protection.clone(),
             limits: cfg.limits.clone(),
         },
-    }
+    )
+    .map_err(anyhow::Error::msg)
 }
 
 /// Runs the cleanup every `interval` until the process ends. Safe on every node at once.

@@ -72,6 +72,9 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("RATE_LIMIT_REQUESTS_PER_MINUTE", "60", "general bucket: every route but health probes"),
     ("RATE_LIMIT_AUTH_REQUESTS_PER_MINUTE", "5", "auth bucket: POST login, register, forgot-password, reset-password"),
     ("RATE_LIMIT_ALLOWLIST", "", "comma-separated CIDRs exempt from rate limits"),
+    ("REDIS_URL", "", "`redis://host:6379/0`: rate limits shared by every node (unset: in memory, per node)"),
+    ("RATE_LIMIT_REDIS_FAILURE", "open", "`open` (let requests through) or `closed` (503) while Redis is unreachable"),
+    ("RATE_LIMIT_REDIS_PREFIX", "fraise:rl:", "prefix of the rate-limit keys in Redis"),
     ("TRUSTED_PROXIES", "", "comma-separated CIDRs of proxies whose X-Forwarded-For/-Proto are believed"),
     (
         "ENABLE_SECURITY_HEADERS",
@@ -546,10 +549,29 @@ fn limits(s: &Sources, e: &mut Vec<String>) -> Option<fraise_http::limits::Limit
         e.push("RATE_LIMIT_*_PER_MINUTE must be at least 1 (use ENABLE_RATE_LIMITING=false to turn limits off)".into());
     }
     let allowlist = cidrs(s, "RATE_LIMIT_ALLOWLIST", e);
+    let fail_open = match s.get("RATE_LIMIT_REDIS_FAILURE").trim() {
+        "open" => true,
+        "closed" => false,
+        other => {
+            e.push(format!("RATE_LIMIT_REDIS_FAILURE={other:?} must be `open` or `closed`"));
+            true
+        }
+    };
+    let redis = s.opt("REDIS_URL").map(|url| {
+        if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://")) {
+            e.push("REDIS_URL must start with redis://, rediss:// or unix://".into());
+        }
+        fraise_http::limits::RedisSettings {
+            url,
+            prefix: s.get("RATE_LIMIT_REDIS_PREFIX").trim().to_owned(),
+            fail_open,
+        }
+    });
     s.bool("ENABLE_RATE_LIMITING", e).then_some(fraise_http::limits::LimitSettings {
         general_per_minute: general,
         auth_per_minute: auth,
         allowlist,
+        redis,
     })
 }
 

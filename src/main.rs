@@ -234,7 +234,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     if cfg.cleanup_interval_minutes > 0 {
         boot::spawn_cleanup(auth.clone(), std::time::Duration::from_secs(cfg.cleanup_interval_minutes * 60));
     }
-    let app = fraise_http::app(boot::state(&cfg, auth));
+    let app = fraise_http::app(boot::state(&cfg, auth)?);
     let addr: SocketAddr = format!("{}:{}", cfg.host, cfg.port)
         .parse()
         .or_else(|_| format!("[{}]:{}", cfg.host, cfg.port).parse())

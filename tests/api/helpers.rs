@@ -215,7 +215,7 @@ impl TestApp {
         let clock = ManualClock::new(start_time());
         let auth = boot::service(&config, db.store(), SECRET.as_bytes(), Arc::new(clock.clone()))
             .unwrap_or_else(|e| panic!("{e:#}"));
-        let state = boot::state(&config, auth.clone());
+        let state = boot::state(&config, auth.clone()).unwrap_or_else(|e| panic!("{e:#}"));
         let routes = fraise_http::routes(&state).route(
             "/__test/panic",
             get(|| async {

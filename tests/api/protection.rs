@@ -157,7 +157,70 @@ async fn allowlisted_clients_are_not_limited(backend: Backend) {
     }
 }
 
+fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+}
+
+/// Fails (never skips) when the test Redis is down: a store that is not tested is not supported.
+async fn require_redis() {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap_or_else(|e| {
+        panic!("Redis is unreachable at {}: {e}. Start it (see README) or set TEST_REDIS_URL.", redis_url())
+    });
+    let pong: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
+    assert_eq!(pong, "PONG");
+}
+
+async fn two_nodes_sharing_redis_hold_the_auth_limit_in_total(backend: Backend) {
+    require_redis().await;
+    let prefix = format!("fraise-test:{}:{}:", std::process::id(), uuid::Uuid::new_v4());
+    let url = redis_url();
+    let mut cfg = LIMITED.to_vec();
+    cfg.push(("REDIS_URL", &url));
+    cfg.push(("RATE_LIMIT_REDIS_PREFIX", &prefix));
+    let (a, b) = (TestApp::spawn_with(backend, &cfg).await, TestApp::spawn_with(backend, &cfg).await);
+    let seen: Vec<String> = [login_from(&a, &[]).await, login_from(&b, &[]).await, login_from(&a, &[]).await]
+        .iter()
+        .map(|r| {
+            r.assert(401, "INVALID_CREDENTIALS");
+            r.header("x-ratelimit-remaining").unwrap_or_default().to_owned()
+        })
+        .collect();
+    assert_eq!(seen, ["2", "1", "0"], "one count across both nodes");
+    login_from(&b, &[]).await.assert(429, "RATE_LIMITED");
+    login_from(&a, &[]).await.assert(429, "RATE_LIMITED");
+    let h = a.call(Method::GET, "/health", None, None).await;
+    assert_eq!(h.body["rate_limiter"], json!({"store": "redis", "status": "ok", "failure_policy": "open"}));
+}
+
+async fn an_unreachable_redis_follows_the_failure_policy(backend: Backend) {
+    // Port 1 on loopback: connections are refused at once, like a stopped Redis.
+    let mut open = LIMITED.to_vec();
+    open.push(("REDIS_URL", "redis://127.0.0.1:1/0"));
+    let app = TestApp::spawn_with(backend, &open).await;
+    for _ in 0..5 {
+        let r = login_from(&app, &[]).await;
+        r.assert(401, "INVALID_CREDENTIALS");
+        assert!(r.header("x-ratelimit-limit").is_none(), "fail open: not limited");
+    }
+    let h = app.call(Method::GET, "/health", None, None).await;
+    assert_eq!(h.status.as_u16(), 200, "fail-open keeps serving: {}", h.text);
+    assert_eq!(h.body["rate_limiter"]["status"], "unreachable");
+
+    let mut closed = open.clone();
+    closed.push(("RATE_LIMIT_REDIS_FAILURE", "closed"));
+    let app = TestApp::spawn_with(backend, &closed).await;
+    let r = login_from(&app, &[]).await;
+    r.assert(503, "SERVICE_UNAVAILABLE");
+    assert!(r.header("retry-after").is_some());
+    let h = app.call(Method::GET, "/health", None, None).await;
+    assert_eq!(h.status.as_u16(), 503);
+    assert_eq!(h.body["rate_limiter"]["failure_policy"], "closed");
+}
+
 both_backends!(
+    two_nodes_sharing_redis_hold_the_auth_limit_in_total,
+    an_unreachable_redis_follows_the_failure_policy,
     the_auth_bucket_refuses_the_fourth_attempt_with_429_and_headers,
     behind_a_trusted_proxy_each_client_has_its_own_bucket,
     allowlisted_clients_are_not_limited,

@@ -33,12 +33,7 @@ pub fn with_layers(router: Router<AppState>, state: AppState) -> Router {
     let body_limit = state.http.body_limit;
     let protection = std::sync::Arc::new(state.http.protection.clone());
     let cors = protection.cors.as_ref().map(crate::protect::cors_layer);
-    let limits = state.http.limits.as_ref().map(|l| {
-        middleware::from_fn_with_state(
-            std::sync::Arc::new(crate::limits::Limits::new(l, &state.http.auth_prefix)),
-            crate::limits::limit_layer,
-        )
-    });
+    let limits = state.limits.clone().map(|l| middleware::from_fn_with_state(l, crate::limits::limit_layer));
     let timeout = TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.http.request_timeout);
     router
         .fallback(|| async { ApiError::not_found() })

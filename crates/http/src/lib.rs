@@ -58,7 +58,12 @@ impl Default for HttpConfig {
             body_limit: 64 * 1024,
             request_timeout: std::time::Duration::from_secs(30),
             protection: protect::Protection::default(),
-            limits: Some(limits::LimitSettings { general_per_minute: 60, auth_per_minute: 5, allowlist: Vec::new() }),
+            limits: Some(limits::LimitSettings {
+                general_per_minute: 60,
+                auth_per_minute: 5,
+                allowlist: Vec::new(),
+                redis: None,
+            }),
         }
     }
 }
@@ -68,6 +73,19 @@ impl Default for HttpConfig {
 pub struct AppState {
     pub auth: AuthService,
     pub http: HttpConfig,
+    /// The rate limiter built from `http.limits` (shared by the layer and `/health`).
+    pub limits: Option<std::sync::Arc<limits::Limits>>,
+}
+
+impl AppState {
+    /// Fails only for a malformed `REDIS_URL`.
+    pub fn new(auth: AuthService, http: HttpConfig) -> Result<Self, String> {
+        let limits = match &http.limits {
+            Some(l) => Some(std::sync::Arc::new(limits::Limits::new(l, &http.auth_prefix)?)),
+            None => None,
+        };
+        Ok(Self { auth, http, limits })
+    }
 }
 
 impl FromRef<AppState> for AuthService {

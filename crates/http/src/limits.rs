@@ -8,8 +8,11 @@
 //! `Retry-After`. Clients in `RATE_LIMIT_ALLOWLIST` are exempt. The client is the one
 //! `protect::client_layer` established, so a spoofed `X-Forwarded-For` cannot pick its own key.
 //!
-//! This store is in memory (governor), so each node counts on its own; its memory is bounded by
-//! dropping recovered keys once too many are tracked.
+//! Two stores: in memory (governor; each node counts on its own; memory bounded by dropping
+//! recovered keys once too many are tracked), or Redis (`REDIS_URL`; every node shares one count:
+//! one Lua script per decision, GCRA on Redis's own clock, keys that expire). When Redis cannot
+//! be reached the configured policy applies: `open` lets requests through (logged), `closed`
+//! answers 503 SERVICE_UNAVAILABLE; `/health` reports which.
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -38,6 +41,98 @@ pub struct LimitSettings {
     pub general_per_minute: u32,
     pub auth_per_minute: u32,
     pub allowlist: Vec<IpNet>,
+    /// `Some` for the shared Redis store.
+    pub redis: Option<RedisSettings>,
+}
+
+#[derive(Clone)]
+pub struct RedisSettings {
+    /// The connection URL (may hold a password: not shown by `Debug`).
+    pub url: String,
+    /// Prefix of every key, so several deployments can share one Redis.
+    pub prefix: String,
+    /// `true`: let requests through while Redis is unreachable; `false`: refuse them with 503.
+    pub fail_open: bool,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings").field("prefix", &self.prefix).field("fail_open", &self.fail_open).finish()
+    }
+}
+
+/// GCRA in one atomic step, on Redis's clock (nodes' clocks need not agree).
+/// KEYS[1] = the client's key; ARGV[1] = emission interval T in microseconds, ARGV[2] = limit.
+/// Returns {allowed, remaining, retry_after_us, full_in_us}.
+const GCRA: &str = r#"
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) * 1000000 + tonumber(now_parts[2])
+local t = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local tau = t * limit
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + t
+if new_tat - tau > now then
+  return {0, 0, new_tat - tau - now, tat - now}
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
+return {1, math.floor((now + tau - new_tat) / t), 0, new_tat - now}
+"#;
+
+/// The shared store.
+struct RedisStore {
+    settings: RedisSettings,
+    client: redis::Client,
+    conn: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
+    script: redis::Script,
+}
+
+/// What a store decided.
+struct Decision {
+    allowed: bool,
+    remaining: u32,
+    retry_after: Duration,
+    full_in: Duration,
+}
+
+impl RedisStore {
+    async fn connection(&self) -> redis::RedisResult<redis::aio::ConnectionManager> {
+        let conn = self
+            .conn
+            .get_or_try_init(|| {
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_millis(500)))
+                    .set_response_timeout(Some(Duration::from_millis(500)))
+                    .set_number_of_retries(1);
+                redis::aio::ConnectionManager::new_with_config(self.client.clone(), config)
+            })
+            .await?;
+        Ok(conn.clone())
+    }
+
+    async fn check(&self, bucket: &str, per_minute: u32, client: IpAddr) -> redis::RedisResult<Decision> {
+        let mut conn = self.connection().await?;
+        let key = format!("{}{bucket}:{client}", self.settings.prefix);
+        let t_us = 60_000_000 / u64::from(per_minute.max(1));
+        let (allowed, remaining, retry_us, full_us): (i64, i64, i64, i64) =
+            self.script.key(key).arg(t_us).arg(per_minute).invoke_async(&mut conn).await?;
+        let us = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
+        Ok(Decision {
+            allowed: allowed == 1,
+            remaining: u32::try_from(remaining).unwrap_or(0),
+            retry_after: us(retry_us),
+            full_in: us(full_us),
+        })
+    }
+
+    /// For `/health`: can Redis be reached right now?
+    async fn ping(&self) -> bool {
+        match self.connection().await {
+            Ok(mut c) => redis::cmd("PING").query_async::<String>(&mut c).await.is_ok(),
+            Err(_) => false,
+        }
+    }
 }
 
 /// One bucket: its quota and its per-client state.
@@ -59,6 +154,7 @@ pub struct Limits {
     auth: Bucket,
     allowlist: Vec<IpNet>,
     auth_paths: Vec<String>,
+    redis: Option<RedisStore>,
 }
 
 impl std::fmt::Debug for Limits {
@@ -71,27 +167,87 @@ impl std::fmt::Debug for Limits {
 }
 
 impl Limits {
-    pub fn new(s: &LimitSettings, auth_prefix: &str) -> Self {
+    /// Fails only for a malformed `REDIS_URL`; connecting happens at first use.
+    pub fn new(s: &LimitSettings, auth_prefix: &str) -> Result<Self, String> {
         let auth_paths = ["login", "register", "forgot-password", "reset-password"]
             .iter()
             .map(|p| format!("{auth_prefix}/{p}"))
             .collect();
-        Self {
+        let redis = match &s.redis {
+            None => None,
+            Some(r) => Some(RedisStore {
+                client: redis::Client::open(r.url.as_str()).map_err(|e| format!("REDIS_URL: {e}"))?,
+                settings: r.clone(),
+                conn: tokio::sync::OnceCell::new(),
+                script: redis::Script::new(GCRA),
+            }),
+        };
+        Ok(Self {
             general: Bucket::new(s.general_per_minute),
             auth: Bucket::new(s.auth_per_minute),
             allowlist: s.allowlist.clone(),
             auth_paths,
+            redis,
+        })
+    }
+
+    /// What `/health` says about the limiter.
+    pub async fn health(&self) -> serde_json::Value {
+        match &self.redis {
+            None => serde_json::json!({"store": "memory", "status": "ok"}),
+            Some(r) => {
+                let ok = r.ping().await;
+                serde_json::json!({
+                    "store": "redis",
+                    "status": if ok { "ok" } else { "unreachable" },
+                    "failure_policy": if r.settings.fail_open { "open" } else { "closed" },
+                })
+            }
         }
     }
 
-    fn bucket(&self, method: &Method, path: &str) -> Option<&Bucket> {
+    /// Decides for one request in `bucket` (a name for the Redis key).
+    async fn decide(&self, bucket: &Bucket, name: &str, client: IpAddr) -> Option<Decision> {
+        if let Some(r) = &self.redis {
+            return match r.check(name, bucket.per_minute, client).await {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::warn!(error = %e, fail_open = r.settings.fail_open, "rate limiter: Redis unreachable");
+                    None
+                }
+            };
+        }
+        if bucket.limiter.len() > MAX_TRACKED {
+            bucket.limiter.retain_recent();
+        }
+        let per_cell = Duration::from_secs(60) / bucket.per_minute;
+        Some(match bucket.limiter.check_key(&client) {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                Decision {
+                    allowed: true,
+                    remaining,
+                    retry_after: Duration::ZERO,
+                    full_in: per_cell * (bucket.per_minute - remaining),
+                }
+            }
+            Err(not_until) => Decision {
+                allowed: false,
+                remaining: 0,
+                retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+                full_in: per_cell * bucket.per_minute,
+            },
+        })
+    }
+
+    fn bucket(&self, method: &Method, path: &str) -> Option<(&Bucket, &'static str)> {
         if path == "/health" || path.starts_with("/health/") {
             return None;
         }
         if method == Method::POST && self.auth_paths.iter().any(|p| p == path) {
-            Some(&self.auth)
+            Some((&self.auth, "auth"))
         } else {
-            Some(&self.general)
+            Some((&self.general, "general"))
         }
     }
 }
@@ -122,32 +278,30 @@ pub async fn limit_layer(State(limits): State<Arc<Limits>>, req: Request, next: 
     if limits.allowlist.iter().any(|net| net.contains(&client)) {
         return next.run(req).await;
     }
-    let Some(bucket) = limits.bucket(req.method(), req.uri().path()) else {
+    let Some((bucket, name)) = limits.bucket(req.method(), req.uri().path()) else {
         return next.run(req).await;
     };
-    if bucket.limiter.len() > MAX_TRACKED {
-        bucket.limiter.retain_recent();
-    }
-    let per_cell = Duration::from_secs(60) / bucket.per_minute;
-    match bucket.limiter.check_key(&client) {
-        Ok(snapshot) => {
-            let remaining = snapshot.remaining_burst_capacity();
-            let mut res = next.run(req).await;
-            headers(res.headers_mut(), bucket.per_minute, remaining, per_cell * (bucket.per_minute - remaining));
-            res
+    let Some(d) = limits.decide(bucket, name, client).await else {
+        // The shared store is unreachable: the configured policy decides.
+        if limits.redis.as_ref().is_some_and(|r| r.settings.fail_open) {
+            return next.run(req).await;
         }
-        Err(not_until) => {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            let mut err = ApiError::from(fraise_core::AuthError::RateLimited { retry_after: wait });
-            // Retry-After is whole seconds, rounded up: never tell a client to come back early.
-            err.retry_after = Some(
-                Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(Duration::from_secs(1)),
-            );
-            let mut res = err.into_response();
-            headers(res.headers_mut(), bucket.per_minute, 0, per_cell * bucket.per_minute);
-            res
-        }
+        let mut err = ApiError::from(fraise_core::AuthError::Unavailable("rate limiter unavailable".into()));
+        err.retry_after = Some(Duration::from_secs(1));
+        return err.into_response();
+    };
+    if d.allowed {
+        let mut res = next.run(req).await;
+        headers(res.headers_mut(), bucket.per_minute, d.remaining, d.full_in);
+        return res;
     }
+    let mut err = ApiError::from(fraise_core::AuthError::RateLimited { retry_after: d.retry_after });
+    // Retry-After is whole seconds, rounded up: never tell a client to come back early.
+    let secs = d.retry_after.as_secs() + u64::from(d.retry_after.subsec_nanos() > 0);
+    err.retry_after = Some(Duration::from_secs(secs.max(1)));
+    let mut res = err.into_response();
+    headers(res.headers_mut(), bucket.per_minute, 0, d.full_in);
+    res
 }
 
 #[cfg(test)]
@@ -156,11 +310,12 @@ mod tests {
 
     #[test]
     fn auth_routes_use_the_auth_bucket_and_probes_none() {
-        let l = Limits::new(&LimitSettings { general_per_minute: 60, auth_per_minute: 5, allowlist: vec![] }, "/auth");
-        assert_eq!(l.bucket(&Method::POST, "/auth/login").map(|b| b.per_minute), Some(5));
-        assert_eq!(l.bucket(&Method::POST, "/auth/forgot-password").map(|b| b.per_minute), Some(5));
-        assert_eq!(l.bucket(&Method::GET, "/auth/login").map(|b| b.per_minute), Some(60));
-        assert_eq!(l.bucket(&Method::GET, "/auth/me").map(|b| b.per_minute), Some(60));
+        let settings = LimitSettings { general_per_minute: 60, auth_per_minute: 5, allowlist: vec![], redis: None };
+        let Ok(l) = Limits::new(&settings, "/auth") else { panic!("memory limits always build") };
+        assert_eq!(l.bucket(&Method::POST, "/auth/login").map(|b| b.0.per_minute), Some(5));
+        assert_eq!(l.bucket(&Method::POST, "/auth/forgot-password").map(|b| b.1), Some("auth"));
+        assert_eq!(l.bucket(&Method::GET, "/auth/login").map(|b| b.0.per_minute), Some(60));
+        assert_eq!(l.bucket(&Method::GET, "/auth/me").map(|b| b.1), Some("general"));
         assert!(l.bucket(&Method::GET, "/health/ready").is_none());
     }
 }

@@ -34,7 +34,8 @@ async fn ready(State(auth): State<AuthService>) -> Response {
     (status, Json(detail)).into_response()
 }
 
-async fn health(State(auth): State<AuthService>) -> Response {
+async fn health(State(state): State<AppState>) -> Response {
+    let auth = &state.auth;
     let store = auth.store();
     let database = match store.ping().await {
         Ok(()) => "ok",
@@ -44,8 +45,15 @@ async fn health(State(auth): State<AuthService>) -> Response {
         }
     };
     let pool = auth.pool();
-    let ok = database == "ok";
+    let limiter = match &state.limits {
+        Some(l) => l.health().await,
+        None => json!({"store": "off"}),
+    };
+    // An unreachable Redis with a fail-closed policy refuses requests: that is "down" too.
+    let limiter_ok = limiter["status"] != "unreachable" || limiter["failure_policy"] == "open";
+    let ok = database == "ok" && limiter_ok;
     let body = json!({
+        "rate_limiter": limiter,
         "status": if ok { "ok" } else { "degraded" },
         "version": env!("CARGO_PKG_VERSION"),
         "database": {"backend": store.backend(), "status": database},
