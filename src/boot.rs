@@ -95,6 +95,7 @@ pub fn service(
         verification_ttl: Duration::hours(cfg.verification_ttl_hours),
         reset_throttle: Duration::minutes(1),
         forgot_per_client_per_hour: cfg.forgot_per_client_per_hour,
+        lockout: cfg.lockout.clone(),
         session_retention: Duration::days(cfg.session_retention_days),
         audit_retention: Duration::days(cfg.audit_retention_days),
         links: cfg.links.clone(),

@@ -75,6 +75,17 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("REDIS_URL", "", "`redis://host:6379/0`: rate limits shared by every node (unset: in memory, per node)"),
     ("RATE_LIMIT_REDIS_FAILURE", "open", "`open` (let requests through) or `closed` (503) while Redis is unreachable"),
     ("RATE_LIMIT_REDIS_PREFIX", "fraise:rl:", "prefix of the rate-limit keys in Redis"),
+    (
+        "LOCKOUT_CLIENT_THRESHOLD",
+        "5",
+        "failed logins on one account from one client before that client is locked out of it (1 min, doubling, max 1 h)",
+    ),
+    (
+        "LOCKOUT_ACCOUNT_THRESHOLD",
+        "50",
+        "failed logins on one account from anywhere before it is slowed down for everyone (30 s, doubling, max 15 min)",
+    ),
+    ("LOCKOUT_WINDOW_MINUTES", "15", "failures further apart than this start the count again"),
     ("TRUSTED_PROXIES", "", "comma-separated CIDRs of proxies whose X-Forwarded-For/-Proto are believed"),
     (
         "ENABLE_SECURITY_HEADERS",
@@ -263,6 +274,7 @@ pub struct Config {
     pub links: fraise_core::mail::Links,
     pub smtp_url: Option<SecretString>,
     pub forgot_per_client_per_hour: u32,
+    pub lockout: fraise_core::LockoutPolicy,
     pub session_retention_days: i64,
     pub audit_retention_days: i64,
     pub cleanup_interval_minutes: u64,
@@ -407,6 +419,7 @@ impl Config {
             protection: protection(s, e),
             limits: limits(s, e),
             smtp_url: s.opt("SMTP_URL").map(SecretString::from),
+            lockout: lockout(s, e),
             forgot_per_client_per_hour: s
                 .parse("FORGOT_PASSWORD_PER_CLIENT_PER_HOUR", "a number of requests", e)
                 .unwrap_or(10),
@@ -539,6 +552,27 @@ fn cidrs(s: &Sources, key: &str, e: &mut Vec<String>) -> Vec<ipnet::IpNet> {
         }
     }
     out
+}
+
+/// Brute-force thresholds (lock lengths are the documented defaults).
+fn lockout(s: &Sources, e: &mut Vec<String>) -> fraise_core::LockoutPolicy {
+    let client: i64 = s.parse("LOCKOUT_CLIENT_THRESHOLD", "a number of failures", e).unwrap_or(5);
+    let account: i64 = s.parse("LOCKOUT_ACCOUNT_THRESHOLD", "a number of failures", e).unwrap_or(50);
+    let window: i64 = s.parse("LOCKOUT_WINDOW_MINUTES", "a number of minutes", e).unwrap_or(15);
+    if client < 1 || account <= client {
+        e.push(
+            "LOCKOUT_ACCOUNT_THRESHOLD must be higher than LOCKOUT_CLIENT_THRESHOLD, which must be at least 1".into(),
+        );
+    }
+    if !(1..=1440).contains(&window) {
+        e.push("LOCKOUT_WINDOW_MINUTES must be between 1 and 1440".into());
+    }
+    fraise_core::LockoutPolicy {
+        client_threshold: client,
+        account_threshold: account,
+        window: chrono::Duration::minutes(window.clamp(1, 1440)),
+        ..fraise_core::LockoutPolicy::default()
+    }
 }
 
 /// Rate-limit settings, or `None` when `ENABLE_RATE_LIMITING=false`.

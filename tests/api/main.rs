@@ -9,6 +9,7 @@ mod embedding;
 mod errors;
 mod flow;
 mod hashing;
+mod lockout;
 mod logout;
 mod maintenance;
 mod outage;

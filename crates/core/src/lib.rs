@@ -29,4 +29,4 @@ pub mod tokens;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use email::Email;
 pub use error::{AuthError, StoreError};
-pub use service::{AuthService, Settings, TheftScope};
+pub use service::{AuthService, LockoutPolicy, Settings, TheftScope};

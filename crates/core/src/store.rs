@@ -162,6 +162,35 @@ pub trait OneTimeTokenStore: Send + Sync {
     ) -> Result<Option<Uuid>, StoreError>;
 }
 
+/// Failed-login counters, for lockout. `client` is a client key, or `"*"` for the account as a
+/// whole.
+#[async_trait]
+pub trait LoginFailureStore: Send + Sync {
+    /// The latest `locked_until` among `keys` of `email` that is after `now`.
+    async fn lock_until(
+        &self,
+        email: &str,
+        keys: &[&str],
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Counts one failure for (email, client); a count whose last failure is before
+    /// `window_start` starts again at 1. Returns the new count.
+    async fn add_failure(
+        &self,
+        email: &str,
+        client: &str,
+        now: DateTime<Utc>,
+        window_start: DateTime<Utc>,
+    ) -> Result<i64, StoreError>;
+
+    async fn set_lock(&self, email: &str, client: &str, until: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Forgets the counters of `email` (for `client` only, or all of them); returns how many
+    /// rows held a lock still in force at `now`.
+    async fn clear_failures(&self, email: &str, client: Option<&str>, now: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
 /// Which audit rows to list.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -213,6 +242,12 @@ pub trait StoreHealth: Send + Sync {
 }
 
 /// Everything the service needs from storage.
-pub trait Store: UserStore + SessionStore + OneTimeTokenStore + AuditStore + Maintenance + StoreHealth {}
+pub trait Store:
+    UserStore + SessionStore + OneTimeTokenStore + LoginFailureStore + AuditStore + Maintenance + StoreHealth
+{
+}
 
-impl<T: UserStore + SessionStore + OneTimeTokenStore + AuditStore + Maintenance + StoreHealth> Store for T {}
+impl<T> Store for T where
+    T: UserStore + SessionStore + OneTimeTokenStore + LoginFailureStore + AuditStore + Maintenance + StoreHealth
+{
+}

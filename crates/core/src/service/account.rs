@@ -230,6 +230,15 @@ impl AuthService {
         };
         let revoked = self.store.set_password(user, &password_hash, None, RevokeReason::PasswordChanged, now).await?;
         self.audit("password_reset_completed", Some(user), None, client, json!({"sessions_revoked": revoked})).await;
+        // Whoever was locked out of this account may come back in with the new password.
+        let email = self.store.user_by_id(user).await?.map(|u| super::lockout::email_key(&u.email));
+        let lifted = match email {
+            Some(email) => self.store.clear_failures(&email, None, now).await?,
+            None => 0,
+        };
+        if lifted > 0 {
+            self.audit("account_unlocked", Some(user), None, client, json!({"by": "password_reset"})).await;
+        }
         Ok(())
     }
 

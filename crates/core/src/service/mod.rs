@@ -9,8 +9,11 @@
 //! the session list and revocation; `account.rs` passwords, profile, reset and verification;
 //! `maintenance.rs` the cleanup and the audit log.
 mod account;
+mod lockout;
 mod maintenance;
 mod sessions;
+
+pub use lockout::LockoutPolicy;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
@@ -68,6 +71,8 @@ pub struct Settings {
     pub reset_throttle: Duration,
     /// Forgot-password requests accepted per client IP per hour.
     pub forgot_per_client_per_hour: u32,
+    /// Brute-force protection.
+    pub lockout: lockout::LockoutPolicy,
     /// Revoked and expired sessions are deleted this long after they ended.
     pub session_retention: Duration,
     /// Audit rows are deleted at this age.
@@ -92,6 +97,7 @@ impl Default for Settings {
             verification_ttl: Duration::hours(24),
             reset_throttle: Duration::minutes(1),
             forgot_per_client_per_hour: 10,
+            lockout: lockout::LockoutPolicy::default(),
             session_retention: Duration::days(7),
             audit_retention: Duration::days(90),
             links: Links::default(),
@@ -295,6 +301,10 @@ impl AuthService {
                 format!("Password is longer than {MAX_PASSWORD_BYTES} bytes"),
             ));
         }
+        // Locked (from this client, or the account as a whole)? Answer before any hashing, and
+        // the same way for unknown emails: the counters are keyed by the email as typed.
+        let throttle_key = lockout::email_key(email);
+        self.check_lockout(&throttle_key, client).await?;
         // An email that cannot even be parsed is treated like an unknown one: same work, same answer.
         let user = match Email::parse(email) {
             Ok(email) => self.store.user_by_email(&email).await?,
@@ -305,6 +315,7 @@ impl AuthService {
         let Some(user) = user else {
             self.on_pool(move || hasher.verify_dummy(&pw)).await?;
             self.audit("login_failure", None, None, client, json!({"reason": "unknown_email"})).await;
+            self.count_failure(&throttle_key, None, client).await?;
             return Err(AuthError::InvalidCredentials);
         };
         let stored = user.password_hash.clone();
@@ -319,6 +330,7 @@ impl AuthService {
             .await?;
         if verdict == Verification::Invalid {
             self.audit("login_failure", Some(user.id), None, client, json!({"reason": "bad_password"})).await;
+            self.count_failure(&throttle_key, Some(user.id), client).await?;
             return Err(AuthError::InvalidCredentials);
         }
         if !user.is_active {
@@ -337,6 +349,7 @@ impl AuthService {
             user.updated_at = now;
             self.audit("password_rehashed", Some(user.id), None, client, json!({})).await;
         }
+        self.store.clear_failures(&throttle_key, Some(&lockout::client_key(client)), self.clock.now()).await?;
         let out = self.start_session(user, client).await?;
         self.audit("login_success", Some(out.user.id), Some(out.session), client, json!({})).await;
         Ok(out)

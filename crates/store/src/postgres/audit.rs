@@ -125,6 +125,15 @@ impl Maintenance for PgStore {
                 batch,
             )
             .await?;
+        // Counters whose last failure is a day old and that hold no lock in force.
+        sqlx::query(self.sql(
+            "DELETE FROM {s}.tb_login_failure WHERE last_failure_at < $1 AND (locked_until IS NULL OR locked_until < $2)",
+        ))
+        .bind(now - chrono::Duration::days(1))
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
         Ok(CleanupReport { sessions, one_time_tokens: resets + verifications, audit_rows })
     }
 }

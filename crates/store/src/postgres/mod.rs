@@ -20,6 +20,7 @@ use crate::MigrationReport;
 use crate::errors::map;
 
 mod audit;
+mod lockout;
 mod one_time;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
