@@ -134,6 +134,9 @@ pub fn state(cfg: &Config, auth: AuthService) -> anyhow::Result<AppState> {
             request_timeout: std::time::Duration::from_secs(cfg.request_timeout_seconds),
             protection: cfg.protection.clone(),
             limits: cfg.limits.clone(),
+            token_transport: cfg.token_transport,
+            csrf: cfg.csrf,
+            refresh_cookie_max_age: cfg.refresh_ttl_days * 86_400,
         },
     )
     .map_err(anyhow::Error::msg)

@@ -86,6 +86,12 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "failed logins on one account from anywhere before it is slowed down for everyone (30 s, doubling, max 15 min)",
     ),
     ("LOCKOUT_WINDOW_MINUTES", "15", "failures further apart than this start the count again"),
+    ("TOKEN_TRANSPORT", "json", "`json`, `cookie` (refresh token only in an HttpOnly cookie) or `both`"),
+    (
+        "ENABLE_CSRF_PROTECTION",
+        "false",
+        "double-submit CSRF check (`csrf_token` cookie = `X-CSRF-Token` header) on state changes that carry the refresh cookie",
+    ),
     ("TRUSTED_PROXIES", "", "comma-separated CIDRs of proxies whose X-Forwarded-For/-Proto are believed"),
     (
         "ENABLE_SECURITY_HEADERS",
@@ -281,6 +287,8 @@ pub struct Config {
     pub mail_from: String,
     pub protection: fraise_http::protect::Protection,
     pub limits: Option<fraise_http::limits::LimitSettings>,
+    pub token_transport: fraise_http::cookies::TokenTransport,
+    pub csrf: bool,
     pub auth_prefix: String,
     pub max_body_bytes: usize,
     pub request_timeout_seconds: u64,
@@ -418,6 +426,16 @@ impl Config {
             links: links(s, e),
             protection: protection(s, e),
             limits: limits(s, e),
+            token_transport: match s.get("TOKEN_TRANSPORT").trim() {
+                "json" => fraise_http::cookies::TokenTransport::Json,
+                "cookie" => fraise_http::cookies::TokenTransport::Cookie,
+                "both" => fraise_http::cookies::TokenTransport::Both,
+                other => {
+                    e.push(format!("TOKEN_TRANSPORT={other:?} must be json, cookie or both"));
+                    fraise_http::cookies::TokenTransport::Json
+                }
+            },
+            csrf: s.bool("ENABLE_CSRF_PROTECTION", e),
             smtp_url: s.opt("SMTP_URL").map(SecretString::from),
             lockout: lockout(s, e),
             forgot_per_client_per_hour: s

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod account;
+mod cookies;
 mod embedding;
 mod errors;
 mod flow;

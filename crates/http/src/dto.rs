@@ -23,9 +23,11 @@ pub struct LoginRequest {
     pub password: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RefreshRequest {
-    pub refresh_token: String,
+    /// Absent when the token travels in the cookie.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -72,7 +74,9 @@ impl From<&User> for UserBody {
 #[derive(Debug, Serialize)]
 pub struct TokenBody {
     pub access_token: String,
-    pub refresh_token: String,
+    /// Left out when `TOKEN_TRANSPORT=cookie`: then it travels only in the HttpOnly cookie.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
     pub token_type: &'static str,
     #[serde(serialize_with = "rfc3339_ms")]
     pub expires_at: DateTime<Utc>,
@@ -82,7 +86,7 @@ impl From<Tokens> for TokenBody {
     fn from(t: Tokens) -> Self {
         Self {
             access_token: t.access_token,
-            refresh_token: t.refresh_token,
+            refresh_token: Some(t.refresh_token),
             token_type: "bearer",
             expires_at: t.expires_at,
         }

@@ -14,8 +14,10 @@
 //! | `layers` | request id, panic catching, the envelope guard, body limit |
 //! | [`protect`] | client IP behind trusted proxies, security headers, CORS |
 //! | [`limits`] | GCRA rate limits per client, general and auth buckets |
+//! | [`cookies`] | refresh token in an HttpOnly cookie, double-submit CSRF |
 #![forbid(unsafe_code)]
 
+pub mod cookies;
 pub mod dto;
 pub mod error;
 pub mod extract;
@@ -49,6 +51,12 @@ pub struct HttpConfig {
     pub protection: protect::Protection,
     /// Rate limits; `None` turns them off (`ENABLE_RATE_LIMITING=false`).
     pub limits: Option<limits::LimitSettings>,
+    /// Where refresh tokens travel (`TOKEN_TRANSPORT`).
+    pub token_transport: cookies::TokenTransport,
+    /// Double-submit CSRF check on cookie-carrying state changes (`ENABLE_CSRF_PROTECTION`).
+    pub csrf: bool,
+    /// Lifetime of the refresh cookie, seconds (the refresh-token TTL).
+    pub refresh_cookie_max_age: i64,
 }
 
 impl Default for HttpConfig {
@@ -64,6 +72,9 @@ impl Default for HttpConfig {
                 allowlist: Vec::new(),
                 redis: None,
             }),
+            token_transport: cookies::TokenTransport::Json,
+            csrf: false,
+            refresh_cookie_max_age: 30 * 24 * 3600,
         }
     }
 }
