@@ -137,6 +137,7 @@ pub fn state(cfg: &Config, auth: AuthService) -> anyhow::Result<AppState> {
             token_transport: cfg.token_transport,
             csrf: cfg.csrf,
             refresh_cookie_max_age: cfg.refresh_ttl_days * 86_400,
+            max_concurrent_requests: cfg.max_concurrent_requests,
         },
     )
     .map_err(anyhow::Error::msg)

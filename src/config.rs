@@ -68,6 +68,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("AUTH_PREFIX", "/auth", "path prefix of the auth routes"),
     ("MAX_BODY_BYTES", "65536", "largest request body (413 above)"),
     ("REQUEST_TIMEOUT_SECONDS", "30", "longest a request may take (408 after)"),
+    ("MAX_CONCURRENT_REQUESTS", "1024", "requests handled at once; more get 503 at once"),
     ("ENABLE_RATE_LIMITING", "true", "GCRA limits per client IP (in memory, per node)"),
     ("RATE_LIMIT_REQUESTS_PER_MINUTE", "60", "general bucket: every route but health probes"),
     ("RATE_LIMIT_AUTH_REQUESTS_PER_MINUTE", "5", "auth bucket: POST login, register, forgot-password, reset-password"),
@@ -292,6 +293,7 @@ pub struct Config {
     pub auth_prefix: String,
     pub max_body_bytes: usize,
     pub request_timeout_seconds: u64,
+    pub max_concurrent_requests: usize,
     pub log_level: String,
     pub log_json: bool,
     /// Keys set but not implemented by this version (warned about at start).
@@ -450,6 +452,7 @@ impl Config {
             auth_prefix,
             max_body_bytes: s.parse("MAX_BODY_BYTES", "a number of bytes", e).unwrap_or(65536),
             request_timeout_seconds: s.parse("REQUEST_TIMEOUT_SECONDS", "a number of seconds", e).unwrap_or(30),
+            max_concurrent_requests: s.parse("MAX_CONCURRENT_REQUESTS", "a number of requests", e).unwrap_or(1024),
             log_level: s.get("LOG_LEVEL").trim().to_owned(),
             log_json,
             inert: s.inert_keys(),
@@ -501,6 +504,9 @@ impl Config {
         }
         if cfg.pool_timeout_seconds == 0 || cfg.pool_timeout_seconds > 300 {
             errors.push("DATABASE_POOL_TIMEOUT_SECONDS must be between 1 and 300".into());
+        }
+        if cfg.max_concurrent_requests == 0 {
+            errors.push("MAX_CONCURRENT_REQUESTS must be at least 1".into());
         }
         if cfg.request_timeout_seconds == 0 {
             errors.push("REQUEST_TIMEOUT_SECONDS must be at least 1".into());

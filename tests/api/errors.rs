@@ -216,7 +216,31 @@ async fn a_request_that_never_finishes_its_body_times_out_with_408(backend: Back
     app.send(req).await.assert(408, "REQUEST_TIMEOUT");
 }
 
+async fn beyond_the_concurrency_cap_requests_are_shed_with_503(backend: Backend) {
+    let app = std::sync::Arc::new(
+        TestApp::spawn_with(backend, &[("MAX_CONCURRENT_REQUESTS", "1"), ("REQUEST_TIMEOUT_SECONDS", "2")]).await,
+    );
+    // Occupies the only slot: a body that never finishes (until the 2 s timeout).
+    let holder = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let stalled = futures::stream::pending::<Result<bytes::Bytes, std::io::Error>>();
+            let req = Request::post("/auth/login")
+                .header("content-type", "application/json")
+                .body(Body::from_stream(stalled));
+            app.send(req.unwrap()).await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let shed = app.call(Method::GET, "/health/live", None, None).await;
+    shed.assert(503, "SERVICE_UNAVAILABLE");
+    assert_eq!(shed.header("retry-after"), Some("1"));
+    holder.await.unwrap().assert(408, "REQUEST_TIMEOUT");
+    app.call(Method::GET, "/health/live", None, None).await.assert(200, "");
+}
+
 both_backends!(
+    beyond_the_concurrency_cap_requests_are_shed_with_503,
     token_responses_are_not_cacheable,
     a_request_that_never_finishes_its_body_times_out_with_408,
     register_validates_every_field,

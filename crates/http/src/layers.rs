@@ -8,6 +8,7 @@
 //! 3. envelope guard: any error response that is not already JSON (405 from the router, 413
 //!    from the body limit, ...) is rewritten into the API envelope;
 //! 4. panic catcher: a handler that panics yields a 500 envelope and the process keeps serving;
+//! 4b. load shedding past `max_concurrent_requests` (503 at once, no unbounded queue);
 //! 5. request timeout (408 in the envelope), so a slow client cannot hold a task forever;
 //! 6. body limit.
 use std::any::Any;
@@ -31,6 +32,7 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Adds the fallback and the cross-cutting layers to `router` and binds the state.
 pub fn with_layers(router: Router<AppState>, state: AppState) -> Router {
     let body_limit = state.http.body_limit;
+    let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(state.http.max_concurrent_requests.max(1)));
     let protection = std::sync::Arc::new(state.http.protection.clone());
     let cors = protection.cors.as_ref().map(crate::protect::cors_layer);
     let limits = state.limits.clone().map(|l| middleware::from_fn_with_state(l, crate::limits::limit_layer));
@@ -46,6 +48,10 @@ pub fn with_layers(router: Router<AppState>, state: AppState) -> Router {
                     let id = req.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok());
                     tracing::info_span!("request", id = id.unwrap_or("-"), method = %req.method(), path = %req.uri().path())
                 }))
+                // Load shedding: beyond the cap, refuse at once rather than queue without bound.
+                // One semaphore for the whole router (axum applies layers per route, so tower's
+                // ConcurrencyLimit would count per route).
+                .layer(middleware::from_fn_with_state(in_flight, shed))
                 // After the request id (a 429 carries one too), inside the client layer (it keys on
                 // the client), before any work is done for the request.
                 .option_layer(limits)
@@ -80,6 +86,20 @@ async fn envelope_guard(req: Request, next: Next) -> Response {
         }
     }
     fresh
+}
+
+async fn shed(
+    axum::extract::State(in_flight): axum::extract::State<std::sync::Arc<tokio::sync::Semaphore>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Ok(_permit) = in_flight.try_acquire_owned() else {
+        let mut err = ApiError::for_status(StatusCode::SERVICE_UNAVAILABLE);
+        err.message = "Server is at capacity. Try again shortly.".into();
+        err.retry_after = Some(std::time::Duration::from_secs(1));
+        return err.into_response();
+    };
+    next.run(req).await
 }
 
 fn on_panic(payload: Box<dyn Any + Send + 'static>) -> Response {

@@ -57,6 +57,8 @@ pub struct HttpConfig {
     pub csrf: bool,
     /// Lifetime of the refresh cookie, seconds (the refresh-token TTL).
     pub refresh_cookie_max_age: i64,
+    /// Requests handled at once; more are refused at once with 503 (load shedding).
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for HttpConfig {
@@ -75,6 +77,7 @@ impl Default for HttpConfig {
             token_transport: cookies::TokenTransport::Json,
             csrf: false,
             refresh_cookie_max_age: 30 * 24 * 3600,
+            max_concurrent_requests: 1024,
         }
     }
 }

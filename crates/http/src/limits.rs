@@ -32,7 +32,9 @@ use crate::protect::ClientAddr;
 
 type Keyed = governor::DefaultKeyedRateLimiter<IpAddr, StateInformationMiddleware>;
 
-/// Past this many tracked clients per bucket, fully recovered entries are dropped.
+/// Past this many tracked clients per bucket, fully recovered entries are dropped; past twice as
+/// many (a flood of distinct addresses all active within the window) the bucket starts afresh:
+/// memory stays bounded, at the price of forgetting counts during such a flood.
 const MAX_TRACKED: usize = 100_000;
 
 /// Settings of the limiter.
@@ -135,16 +137,29 @@ impl RedisStore {
     }
 }
 
-/// One bucket: its quota and its per-client state.
+/// One bucket: its quota and its per-client state (replaceable, to start afresh after a flood).
 struct Bucket {
     per_minute: u32,
-    limiter: Keyed,
+    limiter: std::sync::RwLock<Arc<Keyed>>,
 }
 
 impl Bucket {
     fn new(per_minute: u32) -> Self {
         let n = NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
-        Self { per_minute: n.get(), limiter: RateLimiter::keyed(Quota::per_minute(n)).with_middleware() }
+        Self { per_minute: n.get(), limiter: std::sync::RwLock::new(Arc::new(Self::fresh(n))) }
+    }
+
+    fn fresh(n: NonZeroU32) -> Keyed {
+        RateLimiter::keyed(Quota::per_minute(n)).with_middleware()
+    }
+
+    fn current(&self) -> Arc<Keyed> {
+        Arc::clone(&self.limiter.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn start_afresh(&self) {
+        let n = NonZeroU32::new(self.per_minute).unwrap_or(NonZeroU32::MIN);
+        *self.limiter.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Self::fresh(n));
     }
 }
 
@@ -155,6 +170,7 @@ pub struct Limits {
     allowlist: Vec<IpNet>,
     auth_paths: Vec<String>,
     redis: Option<RedisStore>,
+    max_tracked: usize,
 }
 
 impl std::fmt::Debug for Limits {
@@ -188,7 +204,13 @@ impl Limits {
             allowlist: s.allowlist.clone(),
             auth_paths,
             redis,
+            max_tracked: MAX_TRACKED,
         })
+    }
+
+    /// Keys tracked by the in-memory buckets (for tests and metrics).
+    pub fn tracked(&self) -> usize {
+        self.general.current().len() + self.auth.current().len()
     }
 
     /// What `/health` says about the limiter.
@@ -217,11 +239,17 @@ impl Limits {
                 }
             };
         }
-        if bucket.limiter.len() > MAX_TRACKED {
-            bucket.limiter.retain_recent();
+        let mut limiter = bucket.current();
+        if limiter.len() > self.max_tracked {
+            limiter.retain_recent();
+            if limiter.len() > 2 * self.max_tracked {
+                tracing::warn!(tracked = limiter.len(), "rate limiter: flood of distinct clients, starting afresh");
+                bucket.start_afresh();
+                limiter = bucket.current();
+            }
         }
         let per_cell = Duration::from_secs(60) / bucket.per_minute;
-        Some(match bucket.limiter.check_key(&client) {
+        Some(match limiter.check_key(&client) {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
                 Decision {
@@ -307,6 +335,19 @@ pub async fn limit_layer(State(limits): State<Arc<Limits>>, req: Request, next: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn memory_stays_bounded_under_a_flood_of_distinct_clients() {
+        let settings = LimitSettings { general_per_minute: 60, auth_per_minute: 5, allowlist: vec![], redis: None };
+        let Ok(mut l) = Limits::new(&settings, "/auth") else { panic!("memory limits always build") };
+        l.max_tracked = 10;
+        for i in 0..200u32 {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0A00_0000 + i));
+            let d = l.decide(&l.general, "general", ip).await;
+            assert!(d.is_some_and(|d| d.allowed));
+            assert!(l.tracked() <= 2 * 10 + 1, "tracked {} after {i}", l.tracked());
+        }
+    }
 
     #[test]
     fn auth_routes_use_the_auth_bucket_and_probes_none() {
