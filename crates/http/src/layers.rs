@@ -1,16 +1,16 @@
 //! The layers every response passes through, outermost first:
 //!
-//! 0. CORS (when origins are configured), then the client address and security headers (see
-//!    `protect`), so that even a 404 or a 429 carries them;
-//!    then the rate limits (see `limits`);
-//! 1. request id: taken from `X-Request-Id` or generated, put in the log span, echoed back;
-//! 2. trace: one span per request carrying that id, so every log line names its request;
-//! 3. envelope guard: any error response that is not already JSON (405 from the router, 413
+//! 1. CORS (when origins are configured);
+//! 2. client address and security headers (see `protect`), so even a 404 or a 429 carries them;
+//! 3. request id: taken from `X-Request-Id` or generated, echoed back; then the trace span that
+//!    carries it, so every log line names its request;
+//! 4. load shedding past `max_concurrent_requests` (503 at once, no unbounded queue);
+//! 5. rate limits (see `limits`), then the CSRF check (see `cookies`);
+//! 6. envelope guard: any error response that is not already JSON (405 from the router, 413
 //!    from the body limit, ...) is rewritten into the API envelope;
-//! 4. panic catcher: a handler that panics yields a 500 envelope and the process keeps serving;
-//! 4b. load shedding past `max_concurrent_requests` (503 at once, no unbounded queue);
-//! 5. request timeout (408 in the envelope), so a slow client cannot hold a task forever;
-//! 6. body limit.
+//! 7. panic catcher: a handler that panics yields a 500 envelope and the process keeps serving;
+//! 8. request timeout (408 in the envelope), so a slow client cannot hold a task forever;
+//! 9. body limit.
 use std::any::Any;
 
 use axum::Router;
