@@ -114,7 +114,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
 
 /// Keys DESIGN.md names that later versions implement. Accepted (so shared deployment files do
 /// not break) but reported at start-up as having no effect yet.
-pub const NOT_YET: &[&str] = &["ENABLE_CSRF_PROTECTION", "REDIS_URL", "TENANT_RESOLUTION_METHOD"];
+pub const NOT_YET: &[&str] = &["TENANT_RESOLUTION_METHOD"];
 
 /// Raw key/value pairs, already merged by precedence.
 #[derive(Debug, Default, Clone)]

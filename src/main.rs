@@ -215,6 +215,11 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         tracing::warn!(key, "this setting is not implemented by this version and has no effect");
     }
     cfg.check_secret().map_err(anyhow::Error::msg)?;
+    if cfg.token_transport.uses_cookie() && !cfg.csrf {
+        tracing::warn!(
+            "TOKEN_TRANSPORT uses a cookie but ENABLE_CSRF_PROTECTION is off: SameSite=Strict is then the only CSRF defence"
+        );
+    }
     if cfg.production && cfg.smtp_url.is_none() {
         tracing::warn!(
             "ENVIRONMENT=production without SMTP_URL: reset and verification emails only reach DATA_DIR/outbox"

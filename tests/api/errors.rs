@@ -232,11 +232,13 @@ async fn beyond_the_concurrency_cap_requests_are_shed_with_503(backend: Backend)
         })
     };
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let shed = app.call(Method::GET, "/health/live", None, None).await;
+    let shed = app.call(Method::GET, "/auth/me", None, None).await;
     shed.assert(503, "SERVICE_UNAVAILABLE");
     assert_eq!(shed.header("retry-after"), Some("1"));
-    holder.await.unwrap().assert(408, "REQUEST_TIMEOUT");
+    // Probes are never shed: a busy node is not a dead one.
     app.call(Method::GET, "/health/live", None, None).await.assert(200, "");
+    holder.await.unwrap().assert(408, "REQUEST_TIMEOUT");
+    app.call(Method::GET, "/auth/me", None, None).await.assert(401, "UNAUTHORIZED");
 }
 
 both_backends!(

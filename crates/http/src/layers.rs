@@ -93,6 +93,11 @@ async fn shed(
     req: Request,
     next: Next,
 ) -> Response {
+    // Probes are cheap and must keep answering, or an orchestrator restarts a busy but healthy node.
+    let path = req.uri().path();
+    if path == "/health" || path.starts_with("/health/") {
+        return next.run(req).await;
+    }
     let Ok(_permit) = in_flight.try_acquire_owned() else {
         let mut err = ApiError::for_status(StatusCode::SERVICE_UNAVAILABLE);
         err.message = "Server is at capacity. Try again shortly.".into();

@@ -171,6 +171,8 @@ pub struct Limits {
     auth_paths: Vec<String>,
     redis: Option<RedisStore>,
     max_tracked: usize,
+    /// Unix seconds of the last prune.
+    last_prune: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Limits {
@@ -185,7 +187,8 @@ impl std::fmt::Debug for Limits {
 impl Limits {
     /// Fails only for a malformed `REDIS_URL`; connecting happens at first use.
     pub fn new(s: &LimitSettings, auth_prefix: &str) -> Result<Self, String> {
-        let auth_paths = ["login", "register", "forgot-password", "reset-password"]
+        // change-password checks a password too: without this it would be an unlimited oracle.
+        let auth_paths = ["login", "register", "forgot-password", "reset-password", "change-password"]
             .iter()
             .map(|p| format!("{auth_prefix}/{p}"))
             .collect();
@@ -205,7 +208,15 @@ impl Limits {
             auth_paths,
             redis,
             max_tracked: MAX_TRACKED,
+            last_prune: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    fn prune_due(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let now = unix_now();
+        let last = self.last_prune.load(Ordering::Relaxed);
+        now > last && self.last_prune.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
     }
 
     /// Keys tracked by the in-memory buckets (for tests and metrics).
@@ -240,7 +251,8 @@ impl Limits {
             };
         }
         let mut limiter = bucket.current();
-        if limiter.len() > self.max_tracked {
+        // Pruning scans the whole map: at most once a second, not on every request of a flood.
+        if limiter.len() > self.max_tracked && self.prune_due() {
             limiter.retain_recent();
             if limiter.len() > 2 * self.max_tracked {
                 tracing::warn!(tracked = limiter.len(), "rate limiter: flood of distinct clients, starting afresh");
@@ -299,7 +311,7 @@ fn headers(h: &mut HeaderMap, limit: u32, remaining: u32, full_in: Duration) {
 
 /// The middleware.
 pub async fn limit_layer(State(limits): State<Arc<Limits>>, req: Request, next: Next) -> Response {
-    let Some(client) = req.extensions().get::<ClientAddr>().map(|c| c.ip) else {
+    let Some(client) = req.extensions().get::<ClientAddr>().map(|c| fraise_core::service::client_bucket(c.ip)) else {
         // No client address (embedded without ConnectInfo): nothing to key on.
         return next.run(req).await;
     };
@@ -342,6 +354,7 @@ mod tests {
         let Ok(mut l) = Limits::new(&settings, "/auth") else { panic!("memory limits always build") };
         l.max_tracked = 10;
         for i in 0..200u32 {
+            l.last_prune.store(0, std::sync::atomic::Ordering::Relaxed); // every request may prune here
             let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0A00_0000 + i));
             let d = l.decide(&l.general, "general", ip).await;
             assert!(d.is_some_and(|d| d.allowed));
@@ -355,6 +368,7 @@ mod tests {
         let Ok(l) = Limits::new(&settings, "/auth") else { panic!("memory limits always build") };
         assert_eq!(l.bucket(&Method::POST, "/auth/login").map(|b| b.0.per_minute), Some(5));
         assert_eq!(l.bucket(&Method::POST, "/auth/forgot-password").map(|b| b.1), Some("auth"));
+        assert_eq!(l.bucket(&Method::POST, "/auth/change-password").map(|b| b.1), Some("auth"));
         assert_eq!(l.bucket(&Method::GET, "/auth/login").map(|b| b.0.per_minute), Some(60));
         assert_eq!(l.bucket(&Method::GET, "/auth/me").map(|b| b.1), Some("general"));
         assert!(l.bucket(&Method::GET, "/health/ready").is_none());

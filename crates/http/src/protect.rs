@@ -78,7 +78,9 @@ pub fn client_addr(peer: IpAddr, headers: &HeaderMap, proxies: &[IpNet]) -> Clie
         .collect();
     let mut client = peer;
     for hop in hops.iter().rev() {
-        match hop.parse::<IpAddr>() {
+        // Some proxies (Azure Application Gateway, IIS ARR) append `ip:port` or `[v6]:port`.
+        let parsed = hop.parse::<IpAddr>().or_else(|_| hop.parse::<SocketAddr>().map(|a| a.ip()));
+        match parsed {
             Ok(ip) => {
                 client = ip;
                 if !trusted(ip, proxies) {
@@ -185,6 +187,13 @@ mod tests {
             client_addr(ip("10.0.0.2"), &headers(&["7.7.7.7, junk, 10.0.0.3"], None), &proxies).ip,
             ip("10.0.0.3")
         );
+    }
+
+    #[test]
+    fn hops_with_ports_are_understood() {
+        let proxies = nets(&["10.0.0.0/8"]);
+        assert_eq!(client_addr(ip("10.0.0.2"), &headers(&["203.0.113.5:51234"], None), &proxies).ip, ip("203.0.113.5"));
+        assert_eq!(client_addr(ip("10.0.0.2"), &headers(&["[2001:db8::1]:443"], None), &proxies).ip, ip("2001:db8::1"));
     }
 
     #[test]

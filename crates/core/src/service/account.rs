@@ -26,18 +26,6 @@ pub(super) fn client_limiter(per_hour: u32) -> ClientLimiter {
     governor::RateLimiter::keyed(governor::Quota::per_hour(n))
 }
 
-/// The limiter's key for a client: the IPv4 address, or the /64 of an IPv6 one (a single host
-/// commonly holds a whole /64, and would otherwise get a fresh quota per address).
-fn client_key(ip: &str) -> String {
-    match ip.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V6(v6)) => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-        _ => ip.to_owned(),
-    }
-}
-
 /// Above this many tracked clients, recovered entries are dropped at once rather than at the
 /// next cleanup: memory stays bounded under a flood of distinct addresses.
 const MAX_TRACKED_CLIENTS: usize = 10_000;
@@ -76,7 +64,7 @@ impl AuthService {
         &self,
         client: &ClientInfo,
     ) -> Option<Result<(), governor::NotUntil<governor::clock::QuantaInstant>>> {
-        let key = client_key(client.ip.as_deref()?);
+        let key = super::lockout::client_key(client);
         if self.forgot_limiter.len() > MAX_TRACKED_CLIENTS {
             self.forgot_limiter.retain_recent();
         }
@@ -108,6 +96,10 @@ impl AuthService {
             return Err(AuthError::validation("current_password", "Current password is incorrect"));
         }
         self.check_new_password(new)?;
+        // A stolen access token must not become an unlimited password oracle: the same counters
+        // and locks as login.
+        let throttle_key = super::lockout::email_key(&p.user.email);
+        self.check_lockout(&throttle_key, client).await?;
         let (hasher, stored, current, new) =
             (Arc::clone(&self.hasher), p.user.password_hash.clone(), current.to_owned(), new.to_owned());
         // One pool job: verify the old password, and only then hash the new one.
@@ -119,6 +111,7 @@ impl AuthService {
             .await?;
         let Some(hash) = hashed else {
             self.audit("password_change_failed", Some(p.user.id), Some(p.session.id), client, json!({})).await;
+            self.count_failure(&throttle_key, Some(p.user.id), client).await?;
             return Err(AuthError::validation("current_password", "Current password is incorrect"));
         };
         let hash = hash.map_err(AuthError::internal)?;
@@ -313,13 +306,6 @@ impl AuthService {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ipv6_clients_share_a_quota_per_64() {
-        assert_eq!(client_key("2001:db8:1:2:aaaa::1"), client_key("2001:db8:1:2:bbbb::2"));
-        assert_ne!(client_key("2001:db8:1:2::1"), client_key("2001:db8:1:3::1"));
-        assert_eq!(client_key("203.0.113.7"), "203.0.113.7");
-    }
 
     #[test]
     fn nul_anywhere_in_metadata_is_found() {

@@ -13,7 +13,7 @@ mod lockout;
 mod maintenance;
 mod sessions;
 
-pub use lockout::LockoutPolicy;
+pub use lockout::{LockoutPolicy, client_bucket};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
