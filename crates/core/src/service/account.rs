@@ -60,15 +60,21 @@ fn token_hash(text: &str) -> Result<[u8; 32], AuthError> {
 }
 
 impl AuthService {
-    fn check_client_limit(
-        &self,
-        client: &ClientInfo,
-    ) -> Option<Result<(), governor::NotUntil<governor::clock::QuantaInstant>>> {
+    /// The per-client limit of the emailing routes (forgot-password, verification by email):
+    /// 429 with the wait when exceeded. No client address, no per-client limit (one shared
+    /// "unknown" bucket would let anyone block the route for everyone).
+    fn enforce_client_limit(&self, client: &ClientInfo) -> Result<(), AuthError> {
+        if client.ip.is_none() {
+            return Ok(());
+        }
         let key = super::lockout::client_key(client);
         if self.forgot_limiter.len() > MAX_TRACKED_CLIENTS {
             self.forgot_limiter.retain_recent();
         }
-        Some(self.forgot_limiter.check_key(&key))
+        self.forgot_limiter.check_key(&key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+            AuthError::RateLimited { retry_after: wait.max(std::time::Duration::from_secs(1)) }
+        })
     }
 
     fn check_new_password(&self, password: &str) -> Result<(), AuthError> {
@@ -164,11 +170,7 @@ impl AuthService {
         let email = Email::parse(email)?;
         // Per client: a flood from one address cannot mail-bomb many accounts. (Per email: the
         // throttle in `send_reset`, stored in the database, so it holds across nodes.)
-        let limited = self.check_client_limit(client);
-        if let Some(Err(not_until)) = limited {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
-            return Err(AuthError::RateLimited { retry_after: wait.max(std::time::Duration::from_secs(1)) });
-        }
+        self.enforce_client_limit(client)?;
         // The request's time, not the task's: throttling and expiry count from when it was asked.
         let (this, client, now) = (self.clone(), client.clone(), self.clock.now());
         tokio::spawn(async move {
@@ -246,10 +248,7 @@ impl AuthService {
     /// not the account exists; limited per client like forgot-password.
     pub fn resend_verification(&self, email: &str, client: &ClientInfo) -> Result<(), AuthError> {
         let email = Email::parse(email)?;
-        if let Some(Err(not_until)) = self.check_client_limit(client) {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
-            return Err(AuthError::RateLimited { retry_after: wait.max(std::time::Duration::from_secs(1)) });
-        }
+        self.enforce_client_limit(client)?;
         let (this, client, now) = (self.clone(), client.clone(), self.clock.now());
         tokio::spawn(async move {
             let user = match this.store.user_by_email(&email).await {
