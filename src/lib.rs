@@ -9,3 +9,4 @@
 
 pub mod boot;
 pub mod config;
+pub mod token_cmd;

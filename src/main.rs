@@ -28,6 +28,15 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// Show header and claims WITHOUT verifying anything.
+    Decode { token: String },
+    /// Verify with the configured JWT secret (access token) or MAC key (refresh token); exits
+    /// non-zero and says why when invalid.
+    Verify { token: String },
+}
+
+#[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP server (migrates the database first unless --no-migrate).
     Serve {
@@ -55,6 +64,11 @@ enum Command {
     },
     /// Print a new random secret suitable for JWT_SECRET_KEY.
     Secret,
+    /// Inspect a token (the guide's token debug tool).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// List security events from the audit trail (tb_auth_audit), newest first.
     Audit {
         /// Only events of the user with this email
@@ -121,6 +135,21 @@ fn init_logging(cfg: &Config) {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Token { action: TokenAction::Decode { token } } => {
+            let (header, claims) = fraise_auth::token_cmd::decode(&token).map_err(anyhow::Error::msg)?;
+            println!("⚠️  UNVERIFIED: decoded only; nothing here is checked\nheader:\n{header:#}\nclaims:\n{claims:#}");
+            Ok(())
+        }
+        Command::Token { action: TokenAction::Verify { token } } => {
+            use fraise_core::Clock as _;
+            let cfg = load(cli.config, &[])?;
+            cfg.check_secret().map_err(anyhow::Error::msg)?;
+            let (secret, _) = cfg.resolve_secret().map_err(anyhow::Error::msg)?;
+            let (text, ok) =
+                fraise_auth::token_cmd::verify(&cfg, secret.expose_secret().as_bytes(), &token, SystemClock.now());
+            println!("{text}");
+            if ok { Ok(()) } else { Err(anyhow::anyhow!("token is not valid")) }
+        }
         Command::Secret => {
             println!("{}", fraise_auth::config::generate_secret());
             Ok(())
