@@ -166,6 +166,48 @@ impl PgStore {
         )
     }
 
+    /// Replaces a password hash (alone, or inside `set_password`'s transaction).
+    async fn write_hash<'c, E>(&self, exec: E, id: Uuid, hash: &str, now: DateTime<Utc>) -> Result<(), StoreError>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Postgres>,
+    {
+        sqlx::query(self.sql("UPDATE {s}.tb_user SET password_hash = $2, updated_at = $3 WHERE pk_user = $1"))
+            .bind(id)
+            .bind(hash)
+            .bind(now)
+            .execute(exec)
+            .await
+            .map_err(map)?;
+        Ok(())
+    }
+
+    /// Revokes every live session of `user` but `keep` (alone, or inside `set_password`'s
+    /// transaction).
+    async fn revoke_all<'c, E>(
+        &self,
+        exec: E,
+        user: Uuid,
+        keep: Option<SessionId>,
+        reason: RevokeReason,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Postgres>,
+    {
+        let done = sqlx::query(self.sql(
+            "UPDATE {s}.tb_session SET revoked_at = $2, revoked_reason = $3 \
+             WHERE fk_user = $1 AND revoked_at IS NULL AND ($4::uuid IS NULL OR pk_session <> $4)",
+        ))
+        .bind(user)
+        .bind(now)
+        .bind(reason.as_str())
+        .bind(keep.map(|k| k.0))
+        .execute(exec)
+        .await
+        .map_err(map)?;
+        Ok(done.rows_affected())
+    }
+
     /// Creates the schema if needed and applies every pending migration inside it. Runs on a
     /// dedicated connection whose `search_path` is the schema, then closes it, so no pooled
     /// connection is left pointing elsewhere. Concurrent runs serialise on sqlx's advisory lock.
@@ -239,14 +281,7 @@ impl UserStore for PgStore {
     }
 
     async fn set_password_hash(&self, id: Uuid, hash: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query(self.sql("UPDATE {s}.tb_user SET password_hash = $2, updated_at = $3 WHERE pk_user = $1"))
-            .bind(id)
-            .bind(hash)
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(map)?;
-        Ok(())
+        self.write_hash(&self.pool, id, hash, now).await
     }
 
     async fn set_active(&self, id: Uuid, active: bool, now: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -269,24 +304,8 @@ impl UserStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await.map_err(map)?;
-        sqlx::query(self.sql("UPDATE {s}.tb_user SET password_hash = $2, updated_at = $3 WHERE pk_user = $1"))
-            .bind(id)
-            .bind(hash)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(map)?;
-        let revoked = sqlx::query(self.sql(
-            "UPDATE {s}.tb_session SET revoked_at = $2, revoked_reason = $3 \
-             WHERE fk_user = $1 AND revoked_at IS NULL AND ($4::uuid IS NULL OR pk_session <> $4)",
-        ))
-        .bind(id)
-        .bind(now)
-        .bind(reason.as_str())
-        .bind(keep.map(|k| k.0))
-        .execute(&mut *tx)
-        .await
-        .map_err(map)?;
+        self.write_hash(&mut *tx, id, hash, now).await?;
+        let revoked = self.revoke_all(&mut *tx, id, keep, reason, now).await?;
         // A reset link mailed before this change must not undo it.
         sqlx::query(self.sql("UPDATE {s}.tb_password_reset SET used_at = $2 WHERE fk_user = $1 AND used_at IS NULL"))
             .bind(id)
@@ -295,7 +314,7 @@ impl UserStore for PgStore {
             .await
             .map_err(map)?;
         tx.commit().await.map_err(map)?;
-        Ok(revoked.rows_affected())
+        Ok(revoked)
     }
 
     async fn update_profile(
@@ -475,18 +494,7 @@ impl SessionStore for PgStore {
         reason: RevokeReason,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let done = sqlx::query(self.sql(
-            "UPDATE {s}.tb_session SET revoked_at = $2, revoked_reason = $3 \
-             WHERE fk_user = $1 AND revoked_at IS NULL AND ($4::uuid IS NULL OR pk_session <> $4)",
-        ))
-        .bind(user)
-        .bind(now)
-        .bind(reason.as_str())
-        .bind(keep.map(|k| k.0))
-        .execute(&self.pool)
-        .await
-        .map_err(map)?;
-        Ok(done.rows_affected())
+        self.revoke_all(&self.pool, user, keep, reason, now).await
     }
 }
 

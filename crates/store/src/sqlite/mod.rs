@@ -158,6 +158,46 @@ fn create_private(_: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Replaces a password hash (alone, or inside `set_password`'s transaction).
+async fn write_hash<'c, E>(exec: E, id: Uuid, hash: &str, now: DateTime<Utc>) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
+{
+    sqlx::query("UPDATE tb_user SET password_hash = ?2, updated_at = ?3 WHERE pk_user = ?1")
+        .bind(id.to_string())
+        .bind(hash)
+        .bind(ts(now))
+        .execute(exec)
+        .await
+        .map_err(map)?;
+    Ok(())
+}
+
+/// Revokes every live session of `user` but `keep` (alone, or inside `set_password`'s transaction).
+async fn revoke_all<'c, E>(
+    exec: E,
+    user: Uuid,
+    keep: Option<SessionId>,
+    reason: RevokeReason,
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
+{
+    let done = sqlx::query(
+        "UPDATE tb_session SET revoked_at = ?2, revoked_reason = ?3 \
+         WHERE fk_user = ?1 AND revoked_at IS NULL AND (?4 IS NULL OR pk_session <> ?4)",
+    )
+    .bind(user.to_string())
+    .bind(ts(now))
+    .bind(reason.as_str())
+    .bind(keep.map(|k| k.0.to_string()))
+    .execute(exec)
+    .await
+    .map_err(map)?;
+    Ok(done.rows_affected())
+}
+
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -251,14 +291,7 @@ impl UserStore for SqliteStore {
     }
 
     async fn set_password_hash(&self, id: Uuid, hash: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query("UPDATE tb_user SET password_hash = ?2, updated_at = ?3 WHERE pk_user = ?1")
-            .bind(id.to_string())
-            .bind(hash)
-            .bind(ts(now))
-            .execute(&self.pool)
-            .await
-            .map_err(map)?;
-        Ok(())
+        write_hash(&self.pool, id, hash, now).await
     }
 
     async fn set_active(&self, id: Uuid, active: bool, now: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -283,24 +316,8 @@ impl UserStore for SqliteStore {
         // IMMEDIATE: take the write lock up front, so the transaction cannot fail half-way on a
         // read-to-write upgrade.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
-        sqlx::query("UPDATE tb_user SET password_hash = ?2, updated_at = ?3 WHERE pk_user = ?1")
-            .bind(id.to_string())
-            .bind(hash)
-            .bind(ts(now))
-            .execute(&mut *tx)
-            .await
-            .map_err(map)?;
-        let revoked = sqlx::query(
-            "UPDATE tb_session SET revoked_at = ?2, revoked_reason = ?3 \
-             WHERE fk_user = ?1 AND revoked_at IS NULL AND (?4 IS NULL OR pk_session <> ?4)",
-        )
-        .bind(id.to_string())
-        .bind(ts(now))
-        .bind(reason.as_str())
-        .bind(keep.map(|k| k.0.to_string()))
-        .execute(&mut *tx)
-        .await
-        .map_err(map)?;
+        write_hash(&mut *tx, id, hash, now).await?;
+        let revoked = revoke_all(&mut *tx, id, keep, reason, now).await?;
         // A reset link mailed before this change must not undo it.
         sqlx::query("UPDATE tb_password_reset SET used_at = ?2 WHERE fk_user = ?1 AND used_at IS NULL")
             .bind(id.to_string())
@@ -309,7 +326,7 @@ impl UserStore for SqliteStore {
             .await
             .map_err(map)?;
         tx.commit().await.map_err(map)?;
-        Ok(revoked.rows_affected())
+        Ok(revoked)
     }
 
     async fn update_profile(
@@ -487,18 +504,7 @@ impl SessionStore for SqliteStore {
         reason: RevokeReason,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE tb_session SET revoked_at = ?2, revoked_reason = ?3 \
-             WHERE fk_user = ?1 AND revoked_at IS NULL AND (?4 IS NULL OR pk_session <> ?4)",
-        )
-        .bind(user.to_string())
-        .bind(ts(now))
-        .bind(reason.as_str())
-        .bind(keep.map(|k| k.0.to_string()))
-        .execute(&self.pool)
-        .await
-        .map_err(map)?;
-        Ok(done.rows_affected())
+        revoke_all(&self.pool, user, keep, reason, now).await
     }
 }
 
