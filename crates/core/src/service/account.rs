@@ -19,15 +19,44 @@ use crate::password::Verification;
 use crate::store::OneTimeKind;
 
 /// A GCRA limiter keyed by client IP.
-pub(super) type ClientLimiter = governor::DefaultKeyedRateLimiter<String>;
-
-pub(super) fn client_limiter(per_hour: u32) -> ClientLimiter {
-    let n = std::num::NonZeroU32::new(per_hour.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
-    governor::RateLimiter::keyed(governor::Quota::per_hour(n))
+/// A GCRA limiter keyed by client, with pruning that a flood cannot turn into a full scan of the
+/// map on every request.
+pub(super) struct ClientLimiter {
+    limiter: governor::DefaultKeyedRateLimiter<String>,
+    /// Unix second of the last prune.
+    last_prune: std::sync::atomic::AtomicU64,
 }
 
-/// Above this many tracked clients, recovered entries are dropped at once rather than at the
-/// next cleanup: memory stays bounded under a flood of distinct addresses.
+impl ClientLimiter {
+    pub(super) fn new(per_hour: u32) -> Self {
+        let n = std::num::NonZeroU32::new(per_hour.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
+        Self { limiter: governor::RateLimiter::keyed(governor::Quota::per_hour(n)), last_prune: 0.into() }
+    }
+
+    /// Drops fully recovered keys (memory stays bounded).
+    pub(super) fn prune(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+
+    fn check(&self, key: &str) -> Result<(), std::time::Duration> {
+        use std::sync::atomic::Ordering;
+        if self.limiter.len() > MAX_TRACKED_CLIENTS {
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let last = self.last_prune.load(Ordering::Relaxed);
+            if now > last && self.last_prune.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+                self.limiter.retain_recent();
+            }
+        }
+        self.limiter.check_key(&key.to_owned()).map_err(|not_until| {
+            not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()))
+        })
+    }
+}
+
+/// Above this many tracked clients, recovered entries are dropped (at most once a second) rather
+/// than only at the next cleanup: memory stays bounded under a flood of distinct addresses.
 const MAX_TRACKED_CLIENTS: usize = 10_000;
 
 /// Largest accepted `metadata` object, serialized.
@@ -68,13 +97,9 @@ impl AuthService {
             return Ok(());
         }
         let key = super::lockout::client_key(client);
-        if self.forgot_limiter.len() > MAX_TRACKED_CLIENTS {
-            self.forgot_limiter.retain_recent();
-        }
-        self.forgot_limiter.check_key(&key).map_err(|not_until| {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
-            AuthError::RateLimited { retry_after: wait.max(std::time::Duration::from_secs(1)) }
-        })
+        self.forgot_limiter
+            .check(&key)
+            .map_err(|wait| AuthError::RateLimited { retry_after: wait.max(std::time::Duration::from_secs(1)) })
     }
 
     fn check_new_password(&self, password: &str) -> Result<(), AuthError> {

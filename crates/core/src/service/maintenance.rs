@@ -11,8 +11,7 @@ impl AuthService {
     /// One cleanup pass: ended sessions past retention, expired single-use tokens, old audit rows.
     /// Also forgets per-client limiter state that has fully recovered (bounded memory).
     pub async fn cleanup(&self) -> Result<CleanupReport, AuthError> {
-        self.forgot_limiter.retain_recent();
-        self.forgot_limiter.shrink_to_fit();
+        self.forgot_limiter.prune();
         let now = self.clock.now();
         let s = &self.settings;
         Ok(self.store.cleanup(now, now - s.session_retention, now - s.audit_retention, CLEANUP_BATCH).await?)

@@ -218,7 +218,7 @@ impl AuthService {
             access: Arc::new(c.access),
             refresh: c.refresh,
             mailer: c.mailer,
-            forgot_limiter: Arc::new(account::client_limiter(settings.forgot_per_client_per_hour)),
+            forgot_limiter: Arc::new(account::ClientLimiter::new(settings.forgot_per_client_per_hour)),
             settings: Arc::new(settings),
         }
     }
