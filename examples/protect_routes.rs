@@ -63,7 +63,8 @@ async fn main() -> anyhow::Result<()> {
     let auth = boot::service(&cfg, db.store(), secret.expose_secret().as_bytes(), Arc::new(SystemClock))?;
 
     // fraise-auth's own routes (/auth/*, /health) ...
-    let auth_app = fraise_http::app(boot::state(&cfg, auth.clone())?);
+    let tenants = boot::tenants(&cfg, &db, &auth);
+    let auth_app = fraise_http::app(boot::state(&cfg, auth.clone(), tenants)?);
     // ... and the host's routes, protected by the `AuthUser` extractor.
     let mine = Router::new().route("/api/notes", get(notes)).with_state(NotesState { auth, motd: "hello" });
     let app = auth_app.merge(mine);

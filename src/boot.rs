@@ -7,10 +7,14 @@ use fraise_core::mail::Mailer;
 use fraise_core::password::{HashPool, PasswordHasher};
 use fraise_core::service::Components;
 use fraise_core::store::Store;
+use fraise_core::tenant::Tenants;
 use fraise_core::tokens::{AccessTokens, JwtSettings, RefreshTokens};
 use fraise_core::{AuthService, Clock, Settings};
+use fraise_http::tenancy::TenantResolution;
 use fraise_http::{AppState, HttpConfig};
-use fraise_store::{MigrationReport, PgPoolSettings, PgStore, SchemaName, SqliteStore};
+use fraise_store::{
+    MigrationReport, PgPoolSettings, PgStore, PgTenants, SchemaName, SqliteStore, SqliteTenants, TenantAdmin,
+};
 use secrecy::ExposeSecret;
 
 use crate::config::{Config, Database};
@@ -53,6 +57,16 @@ impl Db {
             Db::Postgres(s) => s.migrate().await,
         };
         report.map_err(|e| anyhow::Error::new(e).context("migration failed"))
+    }
+
+    /// The tenants beside this database: schemas of the same PostgreSQL database (served by this
+    /// store's pool, registered in its schema), or SQLite files under `DATA_DIR/tenants`.
+    pub fn tenants(&self, cfg: &Config) -> Arc<dyn TenantAdmin> {
+        match self {
+            // A few connections per tenant file: SQLite has one writer at a time anyway.
+            Db::Sqlite(_) => Arc::new(SqliteTenants::new(cfg.data_dir.join("tenants"), cfg.pool_max.min(4))),
+            Db::Postgres(s) => Arc::new(PgTenants::new(PgStore::clone(s))),
+        }
     }
 
     pub fn store(&self) -> Arc<dyn Store> {
@@ -124,9 +138,15 @@ pub fn mailer(cfg: &Config) -> anyhow::Result<Arc<dyn Mailer>> {
     })
 }
 
+/// The tenant resolver when `TENANT_RESOLUTION_METHOD` is not `none`.
+pub fn tenants(cfg: &Config, db: &Db, auth: &AuthService) -> Option<Arc<Tenants>> {
+    (cfg.tenancy != TenantResolution::None)
+        .then(|| Arc::new(Tenants::new(auth.clone(), db.tenants(cfg), cfg.tenant_max_open)))
+}
+
 /// The router's state for `cfg`.
-pub fn state(cfg: &Config, auth: AuthService) -> anyhow::Result<AppState> {
-    AppState::new(
+pub fn state(cfg: &Config, auth: AuthService, tenants: Option<Arc<Tenants>>) -> anyhow::Result<AppState> {
+    let state = AppState::new(
         auth,
         HttpConfig {
             auth_prefix: cfg.auth_prefix.clone(),
@@ -138,28 +158,51 @@ pub fn state(cfg: &Config, auth: AuthService) -> anyhow::Result<AppState> {
             csrf: cfg.csrf,
             refresh_cookie_max_age: cfg.refresh_ttl_days * 86_400,
             max_concurrent_requests: cfg.max_concurrent_requests,
+            tenancy: cfg.tenancy.clone(),
         },
     )
-    .map_err(anyhow::Error::msg)
+    .map_err(anyhow::Error::msg)?;
+    Ok(match tenants {
+        Some(t) => state.with_tenants(t),
+        None => state,
+    })
 }
 
-/// Runs the cleanup every `interval` until the process ends. Safe on every node at once.
-pub fn spawn_cleanup(auth: AuthService, interval: std::time::Duration) {
+/// Runs the cleanup every `interval` until the process ends, on the service's own store and on
+/// every tenant's. Safe on every node at once.
+pub fn spawn_cleanup(auth: AuthService, tenants: Option<Arc<Tenants>>, interval: std::time::Duration) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await; // the first tick is immediate: start-up has enough to do
         loop {
             tick.tick().await;
-            match auth.cleanup().await {
-                Ok(r) => tracing::info!(
-                    sessions = r.sessions,
-                    tokens = r.one_time_tokens,
-                    audit = r.audit_rows,
-                    "cleanup done"
-                ),
-                Err(e) => tracing::warn!(error = ?e, "cleanup failed; will retry at the next interval"),
+            cleanup_one(&auth).await;
+            if let Some(tenants) = &tenants {
+                let swept = tenants
+                    .for_each(|service| async move {
+                        cleanup_one(&service).await;
+                        Ok(())
+                    })
+                    .await;
+                if let Err(e) = swept {
+                    tracing::warn!(error = ?e, "cannot list tenants for cleanup; will retry at the next interval");
+                }
             }
         }
     });
+}
+
+async fn cleanup_one(auth: &AuthService) {
+    let tenant = auth.tenant_name().unwrap_or("-");
+    match auth.cleanup().await {
+        Ok(r) => tracing::info!(
+            tenant,
+            sessions = r.sessions,
+            tokens = r.one_time_tokens,
+            audit = r.audit_rows,
+            "cleanup done"
+        ),
+        Err(e) => tracing::warn!(tenant, error = ?e, "cleanup failed; will retry at the next interval"),
+    }
 }

@@ -27,7 +27,26 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("DATABASE_POOL_MAX_SIZE", "10", "most connections open at once"),
     ("DATABASE_POOL_TIMEOUT_SECONDS", "5", "wait for a free connection before answering 503"),
     ("DEFAULT_SCHEMA", "public", "PostgreSQL schema holding the tables"),
-    ("AUTO_MIGRATE", "true", "`serve` applies pending migrations at start (`--no-migrate` turns it off)"),
+    (
+        "TENANT_RESOLUTION_METHOD",
+        "none",
+        "`none` (one tenant: DEFAULT_SCHEMA / the SQLite file), `header` (`X-Tenant-ID`) or `subdomain` (`<tenant>.TENANT_BASE_DOMAIN`)",
+    ),
+    (
+        "TENANT_BASE_DOMAIN",
+        "",
+        "with `subdomain`: the domain under which each tenant has its label, e.g. `auth.example.com`",
+    ),
+    (
+        "TENANT_MAX_OPEN",
+        "64",
+        "tenants held open at once (least recently used closed first); bounds SQLite files open, not PostgreSQL connections (one pool serves all)",
+    ),
+    (
+        "AUTO_MIGRATE",
+        "true",
+        "`serve` applies pending migrations at start, to every tenant too (`--no-migrate` turns it off)",
+    ),
     ("ENVIRONMENT", "development", "`production` makes a missing or short JWT secret fatal"),
     ("JWT_SECRET_KEY", "", "HS256 secret, 32+ bytes; generated into DATA_DIR on the SQLite default when unset"),
     ("JWT_ISSUER", "", "`iss` claim to issue and require"),
@@ -114,7 +133,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
 
 /// Keys DESIGN.md names that later versions implement. Accepted (so shared deployment files do
 /// not break) but reported at start-up as having no effect yet.
-pub const NOT_YET: &[&str] = &["TENANT_RESOLUTION_METHOD"];
+pub const NOT_YET: &[&str] = &[];
 
 /// Raw key/value pairs, already merged by precedence.
 #[derive(Debug, Default, Clone)]
@@ -296,6 +315,9 @@ pub struct Config {
     pub max_concurrent_requests: usize,
     pub log_level: String,
     pub log_json: bool,
+    /// How a request names its tenant.
+    pub tenancy: fraise_http::tenancy::TenantResolution,
+    pub tenant_max_open: usize,
     /// Keys set but not implemented by this version (warned about at start).
     pub inert: Vec<&'static str>,
 }
@@ -388,6 +410,17 @@ impl Config {
                 false
             }
         };
+        let tenancy = tenancy(s, e);
+        let mut protection = protection(s, e);
+        if tenancy == fraise_http::tenancy::TenantResolution::Header
+            && let Some(cors) = &mut protection.cors
+        {
+            // A browser on another origin must be allowed to name its tenant.
+            let name = axum::http::HeaderName::from_static(fraise_http::tenancy::TENANT_HEADER);
+            if !cors.headers.contains(&name) {
+                cors.headers.push(name);
+            }
+        }
         let cfg = Config {
             host: s.get("HOST").trim().to_owned(),
             port: s.parse("PORT", "a TCP port (1-65535)", e).unwrap_or(8000),
@@ -426,7 +459,7 @@ impl Config {
             reset_ttl_minutes: s.parse("PASSWORD_RESET_TTL_MINUTES", "a number of minutes", e).unwrap_or(60),
             verification_ttl_hours: s.parse("EMAIL_VERIFICATION_TTL_HOURS", "a number of hours", e).unwrap_or(24),
             links: links(s, e),
-            protection: protection(s, e),
+            protection,
             limits: limits(s, e),
             token_transport: match s.get("TOKEN_TRANSPORT").trim() {
                 "json" => fraise_http::cookies::TokenTransport::Json,
@@ -455,6 +488,8 @@ impl Config {
             max_concurrent_requests: s.parse("MAX_CONCURRENT_REQUESTS", "a number of requests", e).unwrap_or(1024),
             log_level: s.get("LOG_LEVEL").trim().to_owned(),
             log_json,
+            tenancy,
+            tenant_max_open: s.parse("TENANT_MAX_OPEN", "a number of tenants", e).unwrap_or(64),
             inert: s.inert_keys(),
         };
         if cfg.port == 0 {
@@ -695,6 +730,32 @@ fn protection(s: &Sources, e: &mut Vec<String>) -> fraise_http::protect::Protect
     }
 }
 
+/// `TENANT_RESOLUTION_METHOD` and, for `subdomain`, `TENANT_BASE_DOMAIN`.
+fn tenancy(s: &Sources, e: &mut Vec<String>) -> fraise_http::tenancy::TenantResolution {
+    use fraise_http::tenancy::TenantResolution;
+    match s.get("TENANT_RESOLUTION_METHOD").trim().to_ascii_lowercase().as_str() {
+        "none" | "" => TenantResolution::None,
+        "header" => TenantResolution::Header,
+        "subdomain" => {
+            let base = s.get("TENANT_BASE_DOMAIN").trim().trim_matches('.').to_ascii_lowercase();
+            let valid = !base.is_empty()
+                && base.split('.').all(|l| {
+                    !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !valid {
+                e.push(format!(
+                    "TENANT_BASE_DOMAIN={base:?}: subdomain tenancy needs the parent domain of the tenants, e.g. TENANT_BASE_DOMAIN=auth.example.com"
+                ));
+            }
+            TenantResolution::Subdomain { base_domain: base }
+        }
+        other => {
+            e.push(format!("TENANT_RESOLUTION_METHOD={other:?} must be none, header or subdomain"));
+            TenantResolution::None
+        }
+    }
+}
+
 /// The email link templates: explicit templates must contain `{token}`.
 fn links(s: &Sources, e: &mut Vec<String>) -> fraise_core::mail::Links {
     let base = s.get("APP_BASE_URL").trim().to_owned();
@@ -818,6 +879,22 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.protection.cors.map(|c| c.origins.len()), Some(2));
         assert_eq!(c.protection.trusted_proxies.len(), 1);
+    }
+
+    #[test]
+    fn tenancy_settings_are_checked_and_cors_admits_the_tenant_header() {
+        use fraise_http::tenancy::TenantResolution;
+        let err = cfg(&[("TENANT_RESOLUTION_METHOD", "subdomain")]).err().unwrap_or_default();
+        assert!(err.contains("TENANT_BASE_DOMAIN"), "{err}");
+        let err = cfg(&[("TENANT_RESOLUTION_METHOD", "cookie")]).err().unwrap_or_default();
+        assert!(err.contains("must be none, header or subdomain"), "{err}");
+        let c = cfg(&[("TENANT_RESOLUTION_METHOD", "subdomain"), ("TENANT_BASE_DOMAIN", ".Auth.Example.com")])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.tenancy, TenantResolution::Subdomain { base_domain: "auth.example.com".into() });
+        let c = cfg(&[("TENANT_RESOLUTION_METHOD", "header"), ("CORS_ALLOWED_ORIGINS", "https://a.example.com")])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let headers = c.protection.cors.map(|c| c.headers).unwrap_or_default();
+        assert!(headers.iter().any(|h| h.as_str() == "x-tenant-id"), "{headers:?}");
     }
 
     #[test]

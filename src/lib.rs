@@ -9,4 +9,5 @@
 
 pub mod boot;
 pub mod config;
+pub mod tenant_cmd;
 pub mod token_cmd;

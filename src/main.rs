@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use fraise_auth::boot::{self, Db};
 use fraise_auth::config::{Config, Sources};
+use fraise_auth::tenant_cmd;
 use fraise_core::SystemClock;
 use secrecy::ExposeSecret as _;
 
@@ -58,9 +59,20 @@ enum Command {
         /// Folder of the SQLite database [env: DATA_DIR, default ./data]
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
-        /// PostgreSQL schema to migrate instead of DEFAULT_SCHEMA
-        #[arg(long)]
+        /// PostgreSQL: the schema to migrate instead of DEFAULT_SCHEMA (a tenant's, for instance).
+        /// SQLite: the tenant whose file to migrate.
+        #[arg(long, value_name = "NAME")]
         schema: Option<String>,
+        /// Migrate every tenant after the main database: one line per tenant, continues past a
+        /// failing tenant and exits non-zero at the end if any failed.
+        #[arg(long, conflicts_with = "schema")]
+        all_tenants: bool,
+    },
+    /// Create, list and drop tenants (one PostgreSQL schema, or one SQLite file under
+    /// DATA_DIR/tenants, each). Requests name their tenant as TENANT_RESOLUTION_METHOD says.
+    Tenant {
+        #[command(subcommand)]
+        action: TenantAction,
     },
     /// Print a new random secret suitable for JWT_SECRET_KEY.
     Secret,
@@ -86,6 +98,28 @@ enum Command {
         /// One JSON object per line instead of a table
         #[arg(long)]
         json: bool,
+        /// The events of this tenant (default: the main database)
+        #[arg(long, value_name = "NAME")]
+        tenant: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantAction {
+    /// Create tenants and apply every migration to each (2-32 characters of a-z, 0-9, _;
+    /// starting with a letter). Several names in one run show progress.
+    Create {
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+    },
+    /// List the tenants, one per line.
+    List,
+    /// Delete a tenant and ALL its data (users, sessions, audit). Refuses without --yes.
+    Drop {
+        name: String,
+        /// Confirm that the tenant's data is to be destroyed
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -119,7 +153,13 @@ fn path_flag(p: Option<PathBuf>) -> Option<String> {
 
 fn init_logging(cfg: &Config) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_new(&cfg.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // PostgreSQL's notices ("schema already exists, skipping") are noise at info unless asked for.
+    let directives = if cfg.log_level.contains("sqlx") {
+        cfg.log_level.clone()
+    } else {
+        format!("{},sqlx::postgres::notice=warn", cfg.log_level)
+    };
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
     use std::io::IsTerminal as _;
     // Colours only for a person at a terminal, not in files or log collectors.
     let builder = tracing_subscriber::fmt()
@@ -154,22 +194,44 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", fraise_auth::config::generate_secret());
             Ok(())
         }
-        Command::Migrate { data_dir, schema } => {
-            let cfg = load(cli.config, &[("DATA_DIR", path_flag(data_dir)), ("DEFAULT_SCHEMA", schema)])?;
+        Command::Migrate { data_dir, schema, all_tenants } => {
+            let cfg = load(cli.config, &[("DATA_DIR", path_flag(data_dir)), ("DEFAULT_SCHEMA", schema.clone())])?;
             init_logging(&cfg);
             let db = Db::open(&cfg).await?;
+            // On SQLite (no schemas) `--schema` names a tenant's file.
+            if let Some(name) = schema.filter(|_| !cfg.database.is_postgres()) {
+                let name = tenant_cmd::parse_names(&[name])?;
+                let summary = tenant_cmd::each(&name, |n| {
+                    let admin = db.tenants(&cfg);
+                    async move { admin.migrate_tenant(&n).await }
+                })
+                .await;
+                return if summary.failed.is_empty() { Ok(()) } else { Err(anyhow::anyhow!("migration failed")) };
+            }
             let report = db.migrate().await?;
             if report.applied == 0 {
                 println!("{}: up to date ({} migration(s))", cfg.database.describe(), report.known);
             } else {
                 println!("{}: applied {} of {} migration(s)", cfg.database.describe(), report.applied, report.known);
             }
+            if all_tenants {
+                let summary = tenant_cmd::migrate_all(db.tenants(&cfg).as_ref()).await?;
+                println!("{}", summary.line("migrated"));
+                if !summary.failed.is_empty() {
+                    anyhow::bail!("{} tenant(s) failed to migrate", summary.failed.len());
+                }
+            }
             Ok(())
         }
-        Command::Audit { user, kind, since, limit, json } => {
+        Command::Tenant { action } => {
             let cfg = load(cli.config, &[])?;
             init_logging(&cfg);
-            audit(&cfg, user, kind, since, limit, json).await
+            tenant(&cfg, action).await
+        }
+        Command::Audit { user, kind, since, limit, json, tenant } => {
+            let cfg = load(cli.config, &[])?;
+            init_logging(&cfg);
+            audit(&cfg, AuditQuery { user, kind, since, limit, json, tenant }).await
         }
         Command::Serve { host, port, data_dir, no_migrate } => {
             let mut flags =
@@ -199,17 +261,76 @@ fn parse_since(text: &str, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result
     now.checked_sub_signed(age).ok_or_else(usage)
 }
 
-async fn audit(
-    cfg: &Config,
+async fn tenant(cfg: &Config, action: TenantAction) -> anyhow::Result<()> {
+    let db = Db::open(cfg).await?;
+    let admin = db.tenants(cfg);
+    if cfg.tenancy == fraise_http::tenancy::TenantResolution::None {
+        eprintln!(
+            "note: TENANT_RESOLUTION_METHOD=none: the server serves no tenant until it is set to header or subdomain"
+        );
+    }
+    match action {
+        TenantAction::Create { names } => {
+            let names = tenant_cmd::parse_names(&names)?;
+            let summary = tenant_cmd::each(&names, |n| {
+                let admin = &admin;
+                async move { admin.create(&n).await }
+            })
+            .await;
+            println!("{}", summary.line("created"));
+            if summary.failed.is_empty() {
+                Ok(())
+            } else {
+                anyhow::bail!("{} tenant(s) not created", summary.failed.len())
+            }
+        }
+        TenantAction::List => {
+            let names = admin.list().await.map_err(|e| anyhow::anyhow!("cannot list the tenants: {e}"))?;
+            for n in &names {
+                println!("{n}");
+            }
+            eprintln!("{} tenant(s)", names.len());
+            Ok(())
+        }
+        TenantAction::Drop { name, yes } => {
+            let name = tenant_cmd::parse_names(&[name])?.remove(0);
+            if !yes {
+                anyhow::bail!(
+                    "dropping tenant '{name}' deletes all its users, sessions and audit events. Re-run with --yes to confirm"
+                );
+            }
+            admin.drop_tenant(&name).await?;
+            println!("dropped tenant {name}");
+            Ok(())
+        }
+    }
+}
+
+/// The filters of `audit`.
+struct AuditQuery {
     user: Option<String>,
     kind: Option<String>,
     since: Option<String>,
     limit: u32,
     json: bool,
-) -> anyhow::Result<()> {
+    tenant: Option<String>,
+}
+
+async fn audit(cfg: &Config, q: AuditQuery) -> anyhow::Result<()> {
     use fraise_core::Clock as _;
+    let AuditQuery { user, kind, since, limit, json, tenant } = q;
     let db = Db::open(cfg).await?;
-    let store = db.store();
+    let store = match tenant {
+        None => db.store(),
+        Some(name) => {
+            let name = tenant_cmd::parse_names(&[name])?.remove(0);
+            db.tenants(cfg)
+                .open(&name)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .ok_or_else(|| anyhow::anyhow!("no tenant '{name}'"))?
+        }
+    };
     let user = match user {
         None => None,
         Some(email) => {
@@ -262,13 +383,26 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     if cfg.auto_migrate {
         let report = db.migrate().await?;
         tracing::info!(database = %cfg.database.describe(), applied = report.applied, known = report.known, "migrations checked");
+        if cfg.tenancy != fraise_http::tenancy::TenantResolution::None {
+            // Idempotent and quick when nothing is pending; a failing tenant is reported, not fatal.
+            let admin = db.tenants(&cfg);
+            let names = admin.list().await.map_err(|e| anyhow::anyhow!("cannot list the tenants: {e}"))?;
+            for name in &names {
+                if let Err(e) = admin.migrate_tenant(name).await {
+                    tracing::error!(tenant = %name, error = %format!("{:#}", anyhow::Error::new(e)), "tenant migration failed");
+                }
+            }
+            tracing::info!(tenants = names.len(), "tenant migrations checked");
+        }
     }
     let auth = boot::service(&cfg, db.store(), secret.expose_secret().as_bytes(), Arc::new(SystemClock))?;
     auth.warm_up();
+    let tenants = boot::tenants(&cfg, &db, &auth);
     if cfg.cleanup_interval_minutes > 0 {
-        boot::spawn_cleanup(auth.clone(), std::time::Duration::from_secs(cfg.cleanup_interval_minutes * 60));
+        let every = std::time::Duration::from_secs(cfg.cleanup_interval_minutes * 60);
+        boot::spawn_cleanup(auth.clone(), tenants.clone(), every);
     }
-    let app = fraise_http::app(boot::state(&cfg, auth)?);
+    let app = fraise_http::app(boot::state(&cfg, auth, tenants)?);
     let addr: SocketAddr = format!("{}:{}", cfg.host, cfg.port)
         .parse()
         .or_else(|_| format!("[{}]:{}", cfg.host, cfg.port).parse())

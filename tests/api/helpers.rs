@@ -12,6 +12,7 @@ use axum::routing::get;
 use chrono::{DateTime, Utc};
 use fraise_auth::boot::{self, Db};
 use fraise_auth::config::{Config, Sources};
+use fraise_core::tenant::{TenantName, Tenants};
 use fraise_core::{AuthService, ManualClock};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
@@ -113,7 +114,22 @@ pub struct RawApp(pub Router);
 
 impl RawApp {
     pub async fn call(&self, method: Method, path: &str, body: Option<&Value>, bearer: Option<&str>) -> Res {
+        self.call_with(method, path, body, bearer, &[]).await
+    }
+
+    /// `call` with extra request headers.
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        bearer: Option<&str>,
+        headers: &[(&str, &[u8])],
+    ) -> Res {
         let mut req = Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         if let Some(token) = bearer {
             req = req.header("authorization", format!("Bearer {token}"));
         }
@@ -143,6 +159,9 @@ pub struct TestApp {
     pub clock: ManualClock,
     pub auth: AuthService,
     pub db: Db,
+    pub config: Config,
+    /// The tenant resolver, when the test turned tenancy on.
+    pub tenants: Option<Arc<Tenants>>,
     pub data_dir: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -215,7 +234,8 @@ impl TestApp {
         let clock = ManualClock::new(start_time());
         let auth = boot::service(&config, db.store(), SECRET.as_bytes(), Arc::new(clock.clone()))
             .unwrap_or_else(|e| panic!("{e:#}"));
-        let state = boot::state(&config, auth.clone()).unwrap_or_else(|e| panic!("{e:#}"));
+        let tenants = boot::tenants(&config, &db, &auth);
+        let state = boot::state(&config, auth.clone(), tenants.clone()).unwrap_or_else(|e| panic!("{e:#}"));
         let routes = fraise_http::routes(&state).route(
             "/__test/panic",
             get(|| async {
@@ -227,7 +247,7 @@ impl TestApp {
         );
         let peer: SocketAddr = ([203, 0, 113, 7], 41234).into();
         let router = fraise_http::with_layers(routes, state).layer(MockConnectInfo(peer));
-        TestApp { router, clock, auth, db, data_dir: dir.path().to_owned(), _dir: dir }
+        TestApp { router, clock, auth, db, config, tenants, data_dir: dir.path().to_owned(), _dir: dir }
     }
 
     pub fn clock_now(&self) -> DateTime<Utc> {
@@ -281,6 +301,27 @@ impl TestApp {
 
     pub async fn logout(&self, body: Value, bearer: Option<&str>) -> Res {
         self.call(Method::POST, "/auth/logout", Some(&body), bearer).await
+    }
+
+    /// Creates a tenant whose name is unique to this test process and ends in `suffix` (on
+    /// PostgreSQL it starts like the test schemas, so a later run drops it if this one crashes).
+    pub async fn create_tenant(&self, suffix: &str) -> String {
+        let name = format!("ft_{}_{}_{suffix}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        let parsed = TenantName::parse(&name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        self.db.tenants(&self.config).create(&parsed).await.unwrap_or_else(|e| panic!("create {name}: {e:?}"));
+        name
+    }
+
+    /// `call` for tenant `tenant` (the `X-Tenant-ID` header).
+    pub async fn call_t(
+        &self,
+        tenant: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        bearer: Option<&str>,
+    ) -> Res {
+        RawApp(self.router.clone()).call_with(method, path, body, bearer, &[("x-tenant-id", tenant.as_bytes())]).await
     }
 
     /// Waits (up to 10 s: delivery is asynchronous) until the outbox holds `n` messages whose

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod account;
+mod cli_tenants;
 mod cookies;
 mod embedding;
 mod errors;
@@ -18,3 +19,4 @@ mod protection;
 mod refresh;
 mod sessions;
 mod storage;
+mod tenancy;

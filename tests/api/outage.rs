@@ -28,7 +28,7 @@ async fn an_unreachable_database_yields_503_not_500() {
     let db = Db::open(&cfg).await.expect("a lazy pool opens even while the database is down");
     assert!(db.migrate().await.is_err());
     let auth = boot::service(&cfg, db.store(), SECRET.as_bytes(), Arc::new(ManualClock::new(start_time()))).unwrap();
-    let app = fraise_http::app(boot::state(&cfg, auth).unwrap());
+    let app = fraise_http::app(boot::state(&cfg, auth, None).unwrap());
     let t = crate::helpers::RawApp(app);
 
     for (path, body) in [

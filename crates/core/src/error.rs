@@ -50,6 +50,9 @@ pub enum AuthError {
     /// The password-hashing queue is full: try again later.
     #[error("password hashing queue is full")]
     Busy { retry_after: Duration },
+    /// Tenancy is on and the named tenant does not exist.
+    #[error("tenant not found")]
+    TenantNotFound,
     /// A dependency (the database) cannot be reached right now.
     #[error("service unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),

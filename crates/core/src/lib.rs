@@ -13,6 +13,7 @@
 //! | [`tokens`] | JWT access tokens and HMAC-authenticated opaque refresh tokens |
 //! | [`model`] | users, sessions and audit events as the service sees them |
 //! | [`store`] | the narrow async storage traits the backends implement |
+//! | [`tenant`] | tenant names, the tenant directory trait and the per-tenant services |
 //! | [`service`] | [`AuthService`]: register, login, refresh, logout, authenticate |
 #![forbid(unsafe_code)]
 
@@ -24,6 +25,7 @@ pub mod model;
 pub mod password;
 pub mod service;
 pub mod store;
+pub mod tenant;
 pub mod tokens;
 
 pub use clock::{Clock, ManualClock, SystemClock};

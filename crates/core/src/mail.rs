@@ -43,6 +43,21 @@ impl Links {
         }
     }
 
+    /// The links of tenant `name`: `{tenant}` in a template becomes the name; a template without
+    /// it gets a `tenant=` query parameter, so the page that receives the link knows which tenant
+    /// to send the token to (tenant names need no URL escaping).
+    pub fn for_tenant(&self, name: &str) -> Self {
+        let bind = |t: &str| {
+            if t.contains("{tenant}") {
+                t.replace("{tenant}", name)
+            } else {
+                let sep = if t.contains('?') { '&' } else { '?' };
+                format!("{t}{sep}tenant={name}")
+            }
+        };
+        Self { reset_template: bind(&self.reset_template), verify_template: bind(&self.verify_template) }
+    }
+
     pub fn reset(&self, token: &str) -> String {
         self.reset_template.replace("{token}", token)
     }
@@ -66,7 +81,11 @@ mod tests {
     fn links_fill_the_token_into_the_template() {
         let l = Links::from_base("https://app.example.com/");
         assert_eq!(l.reset("abc"), "https://app.example.com/reset-password?token=abc");
-        let custom = Links { reset_template: "myapp://reset/{token}".into(), ..l };
+        let custom = Links { reset_template: "myapp://reset/{token}".into(), ..l.clone() };
         assert_eq!(custom.reset("t"), "myapp://reset/t");
+        assert_eq!(l.for_tenant("acme").reset("abc"), "https://app.example.com/reset-password?token=abc&tenant=acme");
+        assert_eq!(custom.for_tenant("acme").reset("t"), "myapp://reset/t?tenant=acme");
+        let sub = Links { reset_template: "https://{tenant}.example.com/r?t={token}".into(), ..Links::default() };
+        assert_eq!(sub.for_tenant("acme").reset("t"), "https://acme.example.com/r?t=t");
     }
 }

@@ -93,6 +93,7 @@ pub fn status_and_code(e: &AuthError) -> (StatusCode, &'static str) {
         AuthError::InvalidResetToken => (StatusCode::BAD_REQUEST, "INVALID_RESET_TOKEN"),
         AuthError::WeakPassword(_) => (StatusCode::BAD_REQUEST, "WEAK_PASSWORD"),
         AuthError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
+        AuthError::TenantNotFound => (StatusCode::NOT_FOUND, "TENANT_NOT_FOUND"),
         AuthError::Busy { .. } | AuthError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
         AuthError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
     }
@@ -141,6 +142,7 @@ impl From<AuthError> for ApiError {
                 out.retry_after = Some(*retry_after);
                 "Too many requests. Try again later.".into()
             }
+            AuthError::TenantNotFound => "Tenant not found".into(),
             AuthError::Busy { retry_after } => {
                 out.retry_after = Some(*retry_after);
                 "Server is busy. Try again shortly.".into()
@@ -204,6 +206,7 @@ mod tests {
             (AuthError::InvalidResetToken, 400, "INVALID_RESET_TOKEN"),
             (AuthError::WeakPassword("x".into()), 400, "WEAK_PASSWORD"),
             (AuthError::RateLimited { retry_after: Duration::from_secs(9) }, 429, "RATE_LIMITED"),
+            (AuthError::TenantNotFound, 404, "TENANT_NOT_FOUND"),
             (AuthError::Busy { retry_after: Duration::from_secs(1) }, 503, "SERVICE_UNAVAILABLE"),
             (AuthError::Unavailable("db down".into()), 503, "SERVICE_UNAVAILABLE"),
             (AuthError::Internal("bug".into()), 500, "INTERNAL_ERROR"),

@@ -159,6 +159,33 @@ pub fn bearer(parts: &Parts) -> Result<Option<&str>, AuthError> {
     Ok(Some(token))
 }
 
+/// The service for this request: the tenant's (set by the tenant layer) when tenancy is on, else
+/// the state's.
+#[derive(Debug, Clone)]
+pub struct Auth(pub AuthService);
+
+fn service<S>(parts: &Parts, state: &S) -> AuthService
+where
+    AuthService: FromRef<S>,
+{
+    match parts.extensions.get::<crate::tenancy::TenantService>() {
+        Some(t) => t.0.clone(),
+        None => AuthService::from_ref(state),
+    }
+}
+
+impl<S> FromRequestParts<S> for Auth
+where
+    S: Send + Sync,
+    AuthService: FromRef<S>,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Auth(service(parts, state)))
+    }
+}
+
 /// The authenticated caller: a valid access token whose session is live and whose user is active.
 /// Rejects with 401 UNAUTHORIZED (no or malformed header), 401 INVALID_TOKEN / TOKEN_EXPIRED, or
 /// 403 ACCOUNT_DISABLED.
@@ -174,8 +201,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let token = bearer(parts)?.ok_or(AuthError::Unauthorized)?;
-        let service = AuthService::from_ref(state);
-        Ok(AuthUser(service.authenticate(token).await?))
+        Ok(AuthUser(service(parts, state).authenticate(token).await?))
     }
 }
 
@@ -196,8 +222,7 @@ where
             Ok(Some(t)) => t,
             Err(e) => return Ok(MaybeAuthUser(Some(Err(e)))),
         };
-        let service = AuthService::from_ref(state);
-        Ok(MaybeAuthUser(Some(service.authenticate(token).await)))
+        Ok(MaybeAuthUser(Some(service(parts, state).authenticate(token).await)))
     }
 }
 

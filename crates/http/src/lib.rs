@@ -14,6 +14,7 @@
 //! | `layers` | request id, panic catching, the envelope guard, body limit |
 //! | [`protect`] | client IP behind trusted proxies, security headers, CORS |
 //! | [`limits`] | GCRA rate limits per client, general and auth buckets |
+//! | [`tenancy`] | which tenant a request is for, and its service |
 //! | [`cookies`] | refresh token in an HttpOnly cookie, double-submit CSRF |
 #![forbid(unsafe_code)]
 
@@ -25,6 +26,7 @@ mod layers;
 pub mod limits;
 pub mod protect;
 pub mod routes;
+pub mod tenancy;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -59,6 +61,8 @@ pub struct HttpConfig {
     pub refresh_cookie_max_age: i64,
     /// Requests handled at once; more are refused at once with 503 (load shedding).
     pub max_concurrent_requests: usize,
+    /// How a request names its tenant (`TENANT_RESOLUTION_METHOD`).
+    pub tenancy: tenancy::TenantResolution,
 }
 
 impl Default for HttpConfig {
@@ -78,6 +82,7 @@ impl Default for HttpConfig {
             csrf: false,
             refresh_cookie_max_age: 30 * 24 * 3600,
             max_concurrent_requests: 1024,
+            tenancy: tenancy::TenantResolution::None,
         }
     }
 }
@@ -89,6 +94,8 @@ pub struct AppState {
     pub http: HttpConfig,
     /// The rate limiter built from `http.limits` (shared by the layer and `/health`).
     pub limits: Option<std::sync::Arc<limits::Limits>>,
+    /// The tenants, when `http.tenancy` is not `None`.
+    pub tenants: Option<std::sync::Arc<fraise_core::tenant::Tenants>>,
 }
 
 impl AppState {
@@ -98,7 +105,13 @@ impl AppState {
             Some(l) => Some(std::sync::Arc::new(limits::Limits::new(l, &http.auth_prefix)?)),
             None => None,
         };
-        Ok(Self { auth, http, limits })
+        Ok(Self { auth, http, limits, tenants: None })
+    }
+
+    /// Serves `tenants` (required when `http.tenancy` is not `None`).
+    pub fn with_tenants(mut self, tenants: std::sync::Arc<fraise_core::tenant::Tenants>) -> Self {
+        self.tenants = Some(tenants);
+        self
     }
 }
 
@@ -111,7 +124,9 @@ impl FromRef<AppState> for AuthService {
 /// The routes, without the cross-cutting layers (see [`with_layers`]); useful to add routes
 /// that must sit under the same layers.
 pub fn routes(state: &AppState) -> Router<AppState> {
-    Router::new().nest(&state.http.auth_prefix, routes::auth::router()).merge(routes::health::router())
+    let auth =
+        routes::auth::router().route_layer(axum::middleware::from_fn_with_state(state.clone(), tenancy::tenant_layer));
+    Router::new().nest(&state.http.auth_prefix, auth).merge(routes::health::router())
 }
 
 /// The complete application: routes, fallback, and every layer.

@@ -223,6 +223,20 @@ impl AuthService {
         }
     }
 
+    /// The same service for tenant `name` over its own `store`: tokens bound to the tenant,
+    /// emailed links naming it; the hashing pool, keys and per-client limits stay shared.
+    pub fn for_tenant(&self, name: &crate::tenant::TenantName, store: Arc<dyn Store>) -> Self {
+        let mut settings = Settings::clone(&self.settings);
+        settings.tenant = Some(name.as_str().to_owned());
+        settings.links = settings.links.for_tenant(name.as_str());
+        Self { store, settings: Arc::new(settings), ..self.clone() }
+    }
+
+    /// The tenant this service's tokens are bound to, if any.
+    pub fn tenant_name(&self) -> Option<&str> {
+        self.settings.tenant.as_deref()
+    }
+
     pub fn mailer(&self) -> &Arc<dyn Mailer> {
         &self.mailer
     }

@@ -1,9 +1,7 @@
 //! The account lifecycle: `PATCH /auth/me`, change, forgot and reset password, email
 //! verification.
-use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
-use fraise_core::AuthService;
 
 use crate::AppState;
 use crate::dto::{
@@ -11,7 +9,7 @@ use crate::dto::{
     TokenRequest, UserBody,
 };
 use crate::error::ApiError;
-use crate::extract::{AuthUser, Client, JsonBody, MaybeAuthUser, OptionalJsonBody};
+use crate::extract::{Auth, AuthUser, Client, JsonBody, MaybeAuthUser, OptionalJsonBody};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -23,7 +21,7 @@ pub fn router() -> Router<AppState> {
 }
 
 pub async fn patch_me(
-    State(auth): State<AuthService>,
+    Auth(auth): Auth,
     AuthUser(p): AuthUser,
     JsonBody(body): JsonBody<PatchMeRequest>,
 ) -> Result<Json<UserBody>, ApiError> {
@@ -32,7 +30,7 @@ pub async fn patch_me(
 }
 
 async fn change_password(
-    State(auth): State<AuthService>,
+    Auth(auth): Auth,
     AuthUser(p): AuthUser,
     Client(client): Client,
     JsonBody(body): JsonBody<ChangePasswordRequest>,
@@ -43,7 +41,7 @@ async fn change_password(
 
 /// Always the same answer, whether or not the account exists.
 async fn forgot_password(
-    State(auth): State<AuthService>,
+    Auth(auth): Auth,
     Client(client): Client,
     JsonBody(body): JsonBody<EmailRequest>,
 ) -> Result<Json<MessageBody>, ApiError> {
@@ -52,7 +50,7 @@ async fn forgot_password(
 }
 
 async fn reset_password(
-    State(auth): State<AuthService>,
+    Auth(auth): Auth,
     Client(client): Client,
     JsonBody(body): JsonBody<ResetPasswordRequest>,
 ) -> Result<Json<MessageBody>, ApiError> {
@@ -64,7 +62,7 @@ async fn reset_password(
 /// the background and with the same answer whether or not it exists (a user who cannot log in
 /// before verifying needs a way to get a new link).
 async fn request_verification(
-    State(auth): State<AuthService>,
+    Auth(auth): Auth,
     MaybeAuthUser(bearer): MaybeAuthUser,
     Client(client): Client,
     OptionalJsonBody(body): OptionalJsonBody<OptionalEmail>,
@@ -79,7 +77,7 @@ async fn request_verification(
 }
 
 async fn verify_email(
-    State(auth): State<AuthService>,
+    Auth(auth): Auth,
     Client(client): Client,
     JsonBody(body): JsonBody<TokenRequest>,
 ) -> Result<Json<UserBody>, ApiError> {

@@ -12,7 +12,7 @@ use crate::dto::{
     AuthBody, LoginRequest, LogoutRequest, MessageBody, RefreshRequest, RegisterRequest, TokenBody, UserBody,
 };
 use crate::error::ApiError;
-use crate::extract::{AuthUser, Client, JsonBody, MaybeAuthUser, OptionalJsonBody};
+use crate::extract::{Auth, AuthUser, Client, JsonBody, MaybeAuthUser, OptionalJsonBody};
 use crate::{AppState, cookies};
 
 /// Token-bearing responses must not be cached by browsers or proxies (RFC 6749 §5.1); the whole
@@ -63,31 +63,34 @@ fn presented_refresh(state: &AppState, headers: &HeaderMap, body: Option<String>
 
 async fn register(
     State(state): State<AppState>,
+    Auth(auth): Auth,
     Client(client): Client,
     JsonBody(body): JsonBody<RegisterRequest>,
 ) -> Result<Response, ApiError> {
-    let out = state.auth.register(&body.email, &body.password, body.name.as_deref(), &client).await?;
+    let out = auth.register(&body.email, &body.password, body.name.as_deref(), &client).await?;
     Ok(deliver(&state, StatusCode::CREATED, out.tokens.into(), Some(UserBody::from(&out.user))))
 }
 
 async fn login(
     State(state): State<AppState>,
+    Auth(auth): Auth,
     Client(client): Client,
     JsonBody(body): JsonBody<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let out = state.auth.login(&body.email, &body.password, &client).await?;
+    let out = auth.login(&body.email, &body.password, &client).await?;
     Ok(deliver(&state, StatusCode::OK, out.tokens.into(), Some(UserBody::from(&out.user))))
 }
 
 async fn refresh(
     State(state): State<AppState>,
+    Auth(auth): Auth,
     Client(client): Client,
     headers: HeaderMap,
     OptionalJsonBody(body): OptionalJsonBody<RefreshRequest>,
 ) -> Result<Response, ApiError> {
     let token = presented_refresh(&state, &headers, body.refresh_token)
         .ok_or_else(|| ApiError::validation(Some("refresh_token".into()), "Field 'refresh_token' is required"))?;
-    let tokens = state.auth.refresh(&token, &client).await?;
+    let tokens = auth.refresh(&token, &client).await?;
     Ok(deliver(&state, StatusCode::OK, tokens.into(), None))
 }
 
@@ -96,6 +99,7 @@ async fn refresh(
 /// ignored when a refresh token is given (logging out with an expired access token is normal).
 async fn logout(
     State(state): State<AppState>,
+    Auth(auth): Auth,
     Client(client): Client,
     MaybeAuthUser(bearer): MaybeAuthUser,
     headers: HeaderMap,
@@ -113,7 +117,7 @@ async fn logout(
         refresh_token: refresh_token.as_deref(),
         all: body.all.unwrap_or(false),
     };
-    state.auth.logout(req, &client).await.map_err(|e| ApiError::from(e).at_logout())?;
+    auth.logout(req, &client).await.map_err(|e| ApiError::from(e).at_logout())?;
     let mut res = Json(MessageBody { message: "Successfully logged out" }).into_response();
     if state.http.token_transport.uses_cookie() {
         cookies::clear_session_cookies(&mut res, &state.http.auth_prefix);

@@ -1,14 +1,13 @@
 //! `/auth/sessions`: list the caller's sessions, revoke one, revoke all the others.
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
-use fraise_core::AuthService;
 use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::dto::{MessageBody, SessionBody};
 use crate::error::ApiError;
-use crate::extract::{AuthUser, Client};
+use crate::extract::{Auth, AuthUser, Client};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -16,14 +15,14 @@ pub fn router() -> Router<AppState> {
         .route("/sessions/{session_id}", delete(revoke_one))
 }
 
-async fn list(State(auth): State<AuthService>, AuthUser(p): AuthUser) -> Result<Json<Value>, ApiError> {
+async fn list(Auth(auth): Auth, AuthUser(p): AuthUser) -> Result<Json<Value>, ApiError> {
     let sessions = auth.list_sessions(&p).await?;
     let body: Vec<SessionBody> = sessions.iter().map(|s| SessionBody::new(s, p.session.id)).collect();
     Ok(Json(json!({ "sessions": body })))
 }
 
 async fn revoke_one(
-    State(auth): State<AuthService>,
+    Auth(auth): Auth,
     AuthUser(p): AuthUser,
     Client(client): Client,
     Path(session_id): Path<String>,
@@ -33,7 +32,7 @@ async fn revoke_one(
 }
 
 async fn revoke_others(
-    State(auth): State<AuthService>,
+    Auth(auth): Auth,
     AuthUser(p): AuthUser,
     Client(client): Client,
 ) -> Result<Json<Value>, ApiError> {

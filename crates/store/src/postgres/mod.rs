@@ -13,7 +13,7 @@ use fraise_core::model::{NewSession, NewUser, RevokeReason, Session, SessionId, 
 use fraise_core::store::{Liveness, SessionStore, StoreHealth, UserStore};
 use fraise_core::{Email, StoreError};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Row};
+use sqlx::{AssertSqlSafe, PgPool, Row};
 use uuid::Uuid;
 
 use crate::MigrationReport;
@@ -22,6 +22,9 @@ use crate::errors::map;
 mod audit;
 mod lockout;
 mod one_time;
+mod tenants;
+
+pub use tenants::PgTenants;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -212,18 +215,23 @@ impl PgStore {
     /// dedicated connection whose `search_path` is the schema, then closes it, so no pooled
     /// connection is left pointing elsewhere. Concurrent runs serialise on sqlx's advisory lock.
     pub async fn migrate(&self) -> Result<MigrationReport, StoreError> {
-        let mut conn = PgConnection::connect_with(&self.options).await.map_err(map)?;
-        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {}", self.q)))
-            .execute(&mut conn)
-            .await
-            .map_err(map)?;
-        sqlx::query(AssertSqlSafe(format!("SET search_path TO {}", self.q))).execute(&mut conn).await.map_err(map)?;
-        let before = self.applied_versions().await?.len();
-        let ran = MIGRATOR.run(&mut conn).await.map_err(|e| StoreError::Other(Box::new(e)));
-        let _ = conn.close().await;
-        ran?;
-        let after = self.applied_versions().await?.len();
-        Ok(MigrationReport { applied: after - before, known: MIGRATOR.iter().count() })
+        // A private one-connection pool whose search_path is the schema: the migrations name no
+        // schema, and sqlx's migrator keeps its version table in the first schema of the path.
+        let options = self.options.clone().options([("search_path", self.schema.as_str())]);
+        let pool = PgPoolOptions::new().max_connections(1).connect_with(options).await.map_err(map)?;
+        let ran = async {
+            sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {}", self.q)))
+                .execute(&pool)
+                .await
+                .map_err(map)?;
+            let before = self.applied_versions().await?.len();
+            MIGRATOR.run(&pool).await.map_err(|e| StoreError::Other(Box::new(e)))?;
+            let after = self.applied_versions().await?.len();
+            Ok(MigrationReport { applied: after - before, known: MIGRATOR.iter().count() })
+        }
+        .await;
+        pool.close().await;
+        ran
     }
 
     async fn applied_versions(&self) -> Result<Vec<i64>, StoreError> {

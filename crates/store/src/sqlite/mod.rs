@@ -22,6 +22,9 @@ use crate::errors::{decode, map};
 mod audit;
 mod lockout;
 mod one_time;
+mod tenants;
+
+pub use tenants::SqliteTenants;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -213,20 +216,29 @@ impl SqliteStore {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         }
         create_private(path).map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        Self::connect(path, SqlitePoolOptions::new().max_connections(max_connections.max(1))).await
+    }
+
+    /// Opens the existing database file at `path` (a tenant's): never creates one, and keeps no
+    /// idle connection for long, so a tenant that goes quiet holds no file open.
+    pub async fn open_existing(path: &Path, max_connections: u32) -> Result<Self, StoreError> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .min_connections(0)
+            .idle_timeout(Duration::from_secs(60));
+        Self::connect(path, pool).await
+    }
+
+    async fn connect(path: &Path, pool: SqlitePoolOptions) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str("sqlite:")
             .map_err(map)?
             .filename(path)
-            .create_if_missing(true)
+            .create_if_missing(false)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await
-            .map_err(map)?;
+        let pool = pool.acquire_timeout(Duration::from_secs(10)).connect_with(options).await.map_err(map)?;
         Ok(Self { pool })
     }
 

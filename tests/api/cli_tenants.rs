@@ -1,0 +1,102 @@
+//! The `tenant` and `migrate --all-tenants` subcommands, run as processes.
+use std::process::Command;
+
+use sqlx::Connection as _;
+
+use crate::both_backends;
+use crate::helpers::{Backend, SECRET, TestApp};
+
+both_backends!(migrate_all_tenants_reports_each_and_continues_past_a_failure, tenant_commands_validate_and_confirm);
+
+fn cli(app: &TestApp, args: &[&str]) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fraise-auth"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATA_DIR", &app.data_dir)
+        .env("JWT_SECRET_KEY", SECRET)
+        .env("LOG_LEVEL", "warn");
+    if let fraise_auth::config::Database::Postgres { schema, .. } = &app.config.database {
+        cmd.env("DATABASE_URL", crate::helpers::pg_url()).env("DEFAULT_SCHEMA", schema);
+    }
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run fraise-auth: {e}"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// Runs `statements` inside tenant `t`'s database.
+async fn in_tenant(app: &TestApp, backend: Backend, t: &str, statements: &[&str]) {
+    match backend {
+        Backend::Sqlite => {
+            let path = app.data_dir.join("tenants").join(format!("{t}.db"));
+            let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+            for s in statements {
+                sqlx::query(sqlx::AssertSqlSafe(s.replace("{s}.", ""))).execute(&mut c).await.unwrap();
+            }
+        }
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(&crate::helpers::pg_url()).await.unwrap();
+            for s in statements {
+                let sql = s.replace("{s}", &format!("\"{t}\"")).replace("X'00'", "'\\x00'::bytea");
+                sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await.unwrap();
+            }
+        }
+    }
+}
+
+async fn migrate_all_tenants_reports_each_and_continues_past_a_failure(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (a, b, c) = (app.create_tenant("a").await, app.create_tenant("b").await, app.create_tenant("c").await);
+    let (ok, out) = cli(&app, &["migrate", "--all-tenants"]);
+    assert!(ok, "{out}");
+    for t in [&a, &b, &c] {
+        assert!(out.contains(&format!("✅ {t}: up to date (3 migration(s)")), "{out}");
+    }
+    assert!(out.contains("migrated 3 of 3 tenant(s)"), "{out}");
+
+    // b's recorded migration no longer matches the binary's; c is one migration behind.
+    in_tenant(&app, backend, &b, &["UPDATE {s}._sqlx_migrations SET checksum = X'00' WHERE version = 1"]).await;
+    in_tenant(
+        &app,
+        backend,
+        &c,
+        &["DELETE FROM {s}._sqlx_migrations WHERE version = 3", "DROP TABLE {s}.tb_login_failure"],
+    )
+    .await;
+    let (ok, out) = cli(&app, &["migrate", "--all-tenants"]);
+    assert!(!ok, "a failing tenant makes the run fail: {out}");
+    assert!(out.contains(&format!("✅ {a}: up to date")), "{out}");
+    assert!(out.contains(&format!("❌ {b}:")), "{out}");
+    assert!(out.contains(&format!("✅ {c}: applied 1 of 3 migration(s)")), "the run went on past {b}: {out}");
+    assert!(out.contains("migrated 2 of 3 tenant(s)") && out.contains(&format!("FAILED: {b}")), "{out}");
+    assert!(out.contains("1 tenant(s) failed to migrate"), "{out}");
+}
+
+async fn tenant_commands_validate_and_confirm(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let t = format!("ft_{}_cli", std::process::id());
+    let (ok, out) = cli(&app, &["tenant", "create", &t, "bad'name"]);
+    assert!(!ok && out.contains("tenant name \"bad'name\""), "nothing runs when one name is bad: {out}");
+    let (_, out) = cli(&app, &["tenant", "list"]);
+    assert!(!out.contains(&t), "{out}");
+
+    let (ok, out) = cli(&app, &["tenant", "create", &t]);
+    assert!(ok && out.contains(&format!("✅ {t}: applied 3 of 3")), "{out}");
+    let (ok, out) = cli(&app, &["tenant", "create", &t]);
+    assert!(!ok && out.contains("already exists"), "{out}");
+    for reserved in ["public", "pg_x", "information_schema"] {
+        let (ok, out) = cli(&app, &["tenant", "create", reserved]);
+        assert!(!ok && out.contains("reserved"), "{out}");
+    }
+    let (ok, out) = cli(&app, &["tenant", "list"]);
+    assert!(ok && out.lines().any(|l| l == t), "{out}");
+
+    let (ok, out) = cli(&app, &["tenant", "drop", &t]);
+    assert!(!ok && out.contains("--yes"), "drop refuses without --yes: {out}");
+    assert!(cli(&app, &["tenant", "list"]).1.lines().any(|l| l == t), "still there");
+    let (ok, out) = cli(&app, &["tenant", "drop", &t, "--yes"]);
+    assert!(ok, "{out}");
+    assert!(!cli(&app, &["tenant", "list"]).1.lines().any(|l| l == t), "gone");
+    let (ok, out) = cli(&app, &["tenant", "drop", &t, "--yes"]);
+    assert!(!ok && out.contains("no tenant"), "{out}");
+}
