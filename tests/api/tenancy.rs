@@ -189,8 +189,11 @@ async fn tenant_names_are_validated_and_unknown_tenants_are_404(backend: Backend
     register_t(&app, &t, "x@example.com", PASSWORD).await.assert(201, "");
     let name = TenantName::parse(&t).unwrap_or_else(|e| panic!("{e}"));
     app.db.tenants(&app.config).drop_tenant(&name).await.unwrap_or_else(|e| panic!("{e:?}"));
-    let fresh = TestApp::spawn_with(backend, &[("TENANT_RESOLUTION_METHOD", "header")]).await;
-    assert!(fresh.db.tenants(&fresh.config).open(&name).await.map(|s| s.is_none()).unwrap_or(false));
+    assert!(app.db.tenants(&app.config).open(&name).await.map(|s| s.is_none()).unwrap_or(false));
+    if backend == Backend::Sqlite {
+        // The file is checked on every use: no write lands in a dropped tenant's unlinked file.
+        login_t(&app, &t, "x@example.com", PASSWORD).await.assert(404, "TENANT_NOT_FOUND");
+    }
     // Health probes need no tenant.
     app.call(Method::GET, "/health/live", None, None).await.assert(200, "");
 }
@@ -344,4 +347,36 @@ async fn hostile_tenant_names_never_reach_the_database() {
     raw.call_with(Method::POST, "/auth/login", Some(&body), None, &[("x-tenant-id", b"wellformed")])
         .await
         .assert(503, "SERVICE_UNAVAILABLE");
+}
+
+/// Two deployments sharing a PostgreSQL database (different control schemas) cannot take over
+/// each other's tenants or control schemas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_cannot_take_over_another_deployments_schemas() {
+    let one = header_app(Backend::Postgres, &[]).await;
+    let two = header_app(Backend::Postgres, &[]).await;
+    let t = one.create_tenant("shared").await;
+    let name = TenantName::parse(&t).unwrap_or_else(|e| panic!("{e}"));
+    let refused = two.db.tenants(&two.config).create(&name).await;
+    assert!(matches!(refused, Err(fraise_store::TenantError::Refused(_))), "{refused:?}");
+    let fraise_auth::config::Database::Postgres { schema: control_one, .. } = &one.config.database else {
+        panic!("postgres")
+    };
+    let control = TenantName::parse(control_one).unwrap_or_else(|e| panic!("{e}"));
+    let refused = two.db.tenants(&two.config).create(&control).await;
+    assert!(matches!(refused, Err(fraise_store::TenantError::Refused(_))), "{refused:?}");
+    // And one's tenant still serves one.
+    register_t(&one, &t, "still@example.com", PASSWORD).await.assert(201, "");
+}
+
+/// An embedder who turns tenancy on but gives no tenants gets 500s, never one shared store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenancy_without_tenants_fails_closed() {
+    let app = header_app(Backend::Sqlite, &[]).await;
+    let state = fraise_auth::boot::state(&app.config, app.auth.clone(), None).unwrap_or_else(|e| panic!("{e}"));
+    let raw = crate::helpers::RawApp(fraise_http::app(state));
+    let body = json!({"email": "x@example.com", "password": PASSWORD});
+    raw.call_with(Method::POST, "/auth/register", Some(&body), None, &[("x-tenant-id", b"acme")])
+        .await
+        .assert(500, "INTERNAL_ERROR");
 }

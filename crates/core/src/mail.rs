@@ -51,8 +51,13 @@ impl Links {
             if t.contains("{tenant}") {
                 t.replace("{tenant}", name)
             } else {
-                let sep = if t.contains('?') { '&' } else { '?' };
-                format!("{t}{sep}tenant={name}")
+                // Before any fragment, so a page reading `#token=...` still gets the token alone.
+                let (base, fragment) = t.split_once('#').map_or((t, None), |(b, f)| (b, Some(f)));
+                let sep = if base.contains('?') { '&' } else { '?' };
+                match fragment {
+                    Some(f) => format!("{base}{sep}tenant={name}#{f}"),
+                    None => format!("{base}{sep}tenant={name}"),
+                }
             }
         };
         Self { reset_template: bind(&self.reset_template), verify_template: bind(&self.verify_template) }
@@ -85,6 +90,8 @@ mod tests {
         assert_eq!(custom.reset("t"), "myapp://reset/t");
         assert_eq!(l.for_tenant("acme").reset("abc"), "https://app.example.com/reset-password?token=abc&tenant=acme");
         assert_eq!(custom.for_tenant("acme").reset("t"), "myapp://reset/t?tenant=acme");
+        let frag = Links { reset_template: "https://app/r#t={token}".into(), ..Links::default() };
+        assert_eq!(frag.for_tenant("acme").reset("abc"), "https://app/r?tenant=acme#t=abc");
         let sub = Links { reset_template: "https://{tenant}.example.com/r?t={token}".into(), ..Links::default() };
         assert_eq!(sub.for_tenant("acme").reset("t"), "https://acme.example.com/r?t=t");
     }

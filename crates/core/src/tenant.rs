@@ -74,6 +74,11 @@ pub trait TenantDirectory: Send + Sync + std::fmt::Debug {
     async fn open(&self, name: &TenantName) -> Result<Option<Arc<dyn Store>>, StoreError>;
     /// Every tenant, sorted by name.
     async fn list(&self) -> Result<Vec<TenantName>, StoreError>;
+    /// A cheap check, made on every use of an open tenant, that it was not dropped meanwhile.
+    /// Backends where that costs a query answer `true` and rely on [`RECHECK_AFTER`].
+    fn still_there(&self, _name: &TenantName) -> bool {
+        true
+    }
 }
 
 struct Open {
@@ -122,6 +127,10 @@ impl Tenants {
             && let Some(entry) = open.get_mut(name)
             && now.duration_since(entry.checked) < RECHECK_AFTER
         {
+            if !self.directory.still_there(name) {
+                open.remove(name);
+                return Err(AuthError::TenantNotFound);
+            }
             entry.used = now;
             return Ok(entry.service.clone());
         }

@@ -3,7 +3,8 @@
 //! The registry is the table `tb_tenant` in the control schema (`DEFAULT_SCHEMA`): a tenant
 //! exists for the service once its row is there, and its row is written only after its schema
 //! is migrated. Several deployments can share a database with different control schemas without
-//! seeing each other's tenants.
+//! seeing each other's tenants: each tenant schema carries a comment naming its control schema,
+//! and `create` refuses a schema whose comment is not this deployment's.
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -66,18 +67,20 @@ impl PgTenants {
         }
     }
 
-    /// Whether schema `name` exists, and whether it holds our migration table.
-    async fn schema_state(&self, name: &TenantName) -> Result<(bool, bool), StoreError> {
-        let row: (bool, bool) = sqlx::query_as(
-            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1), \
-                    EXISTS (SELECT 1 FROM information_schema.tables \
-                            WHERE table_schema = $1 AND table_name = '_sqlx_migrations')",
-        )
-        .bind(name.as_str())
-        .fetch_one(&self.control.pool)
-        .await
-        .map_err(map)?;
-        Ok(row)
+    /// The comment that marks a schema as a tenant of this deployment (of this control schema).
+    fn marker(&self) -> String {
+        format!("fraise-auth tenant of {}", self.control.schema.as_str())
+    }
+
+    /// `None` when schema `name` does not exist, else its comment (`Some(None)`: no comment).
+    async fn schema_comment(&self, name: &TenantName) -> Result<Option<Option<String>>, StoreError> {
+        let row: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = $1")
+                .bind(name.as_str())
+                .fetch_optional(&self.control.pool)
+                .await
+                .map_err(map)?;
+        Ok(row.map(|(comment,)| comment))
     }
 }
 
@@ -114,13 +117,28 @@ impl TenantAdmin for PgTenants {
         if self.registered(name).await? {
             return Err(TenantError::Exists(name.clone()));
         }
-        let (exists, ours) = self.schema_state(name).await?;
-        if exists && !ours {
-            return Err(TenantError::Refused(format!(
-                "schema '{name}' already exists and was not made by fraise-auth; choose another name or drop it"
-            )));
+        // Only a schema this deployment started to create (a run that failed half-way) may be
+        // reused: never another application's schema, another deployment's tenant, or a control
+        // schema sharing the database.
+        let marker = self.marker();
+        match self.schema_comment(name).await? {
+            None => {}
+            Some(Some(comment)) if comment == marker => {}
+            Some(_) => {
+                return Err(TenantError::Refused(format!(
+                    "schema '{name}' already exists and is not a tenant of this deployment (control schema '{}'); choose another name",
+                    self.control.schema.as_str()
+                )));
+            }
         }
-        let report = self.store(name)?.migrate().await?;
+        let store = self.store(name)?;
+        // Identifiers and the marker are validated names: nothing here comes from outside unchecked.
+        for ddl in
+            [format!("CREATE SCHEMA IF NOT EXISTS {}", store.q), format!("COMMENT ON SCHEMA {} IS '{marker}'", store.q)]
+        {
+            sqlx::query(AssertSqlSafe(ddl)).execute(&self.control.pool).await.map_err(map)?;
+        }
+        let report = store.migrate().await?;
         sqlx::query(
             self.control.sql("INSERT INTO {s}.tb_tenant (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING"),
         )

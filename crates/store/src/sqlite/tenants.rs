@@ -47,6 +47,12 @@ fn io(e: std::io::Error) -> StoreError {
 
 #[async_trait]
 impl TenantDirectory for SqliteTenants {
+    /// A dropped tenant's file is gone at once; its open connections would keep writing to the
+    /// unlinked file, so every use checks (one `stat`).
+    fn still_there(&self, name: &TenantName) -> bool {
+        self.path(name).is_file()
+    }
+
     async fn open(&self, name: &TenantName) -> Result<Option<Arc<dyn Store>>, StoreError> {
         Ok(self.open_store(name).await?.map(|s| Arc::new(s) as Arc<dyn Store>))
     }
@@ -77,14 +83,27 @@ impl TenantAdmin for SqliteTenants {
         if path.exists() {
             return Err(TenantError::Exists(name.clone()));
         }
-        let store = SqliteStore::open(&path, 1).await?;
+        // Built under a name no tenant can have (tenant names never start with '.'), then
+        // renamed: a tenant is visible only once fully migrated, and half a tenant never is.
+        let building = self.dir.join(format!(".{name}.db.creating"));
+        remove_files(&building);
+        let store = SqliteStore::open(&building, 1).await?;
         let report = store.migrate().await;
         store.pool().close().await;
-        if report.is_err() {
-            // Half a tenant is no tenant: leave nothing behind.
-            remove_files(&path);
+        let report = match report {
+            Ok(r) => r,
+            Err(e) => {
+                remove_files(&building);
+                return Err(e.into());
+            }
+        };
+        if path.exists() {
+            remove_files(&building);
+            return Err(TenantError::Exists(name.clone()));
         }
-        Ok(report?)
+        std::fs::rename(&building, &path).map_err(io)?;
+        remove_files(&building); // the -wal/-shm leftovers, if the last close kept any
+        Ok(report)
     }
 
     async fn migrate_tenant(&self, name: &TenantName) -> Result<MigrationReport, TenantError> {
