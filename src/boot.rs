@@ -51,6 +51,49 @@ impl Db {
         })
     }
 
+    /// Like [`Db::open`], but an SQLite file that does not exist is an error rather than created:
+    /// for diagnostics, which must change nothing.
+    pub async fn open_existing(cfg: &Config) -> anyhow::Result<Self> {
+        match &cfg.database {
+            Database::Sqlite(path) if !path.is_file() => Err(anyhow::anyhow!(
+                "SQLite database {} does not exist. Fix: fraise-auth migrate (or serve, which creates it)",
+                path.display()
+            )),
+            Database::Sqlite(path) => Ok(Db::Sqlite(
+                SqliteStore::open_existing(path, 2)
+                    .await
+                    .with_context(|| format!("cannot open SQLite database {}", path.display()))?,
+            )),
+            Database::Postgres { .. } => Self::open(cfg).await,
+        }
+    }
+
+    /// Each known migration, applied or pending.
+    pub async fn migration_status(&self) -> anyhow::Result<Vec<fraise_store::MigrationState>> {
+        let v = match self {
+            Db::Sqlite(s) => s.migration_status().await,
+            Db::Postgres(s) => s.migration_status().await,
+        };
+        v.map_err(|e| anyhow::Error::new(e).context("cannot read the migration table"))
+    }
+
+    /// The database server's (or SQLite library's) version.
+    pub async fn server_version(&self) -> anyhow::Result<String> {
+        let v = match self {
+            Db::Sqlite(s) => s.server_version().await,
+            Db::Postgres(s) => s.server_version().await,
+        };
+        v.map_err(|e| anyhow::Error::new(e).context("query failed"))
+    }
+
+    /// Proves the tables can be read and written, changing nothing (rolled back).
+    pub async fn check_read_write(&self) -> Result<(), String> {
+        match self {
+            Db::Sqlite(s) => s.check_read_write().await,
+            Db::Postgres(s) => s.check_read_write().await,
+        }
+    }
+
     pub async fn migrate(&self) -> anyhow::Result<MigrationReport> {
         let report = match self {
             Db::Sqlite(s) => s.migrate().await,

@@ -236,10 +236,29 @@ impl Sources {
         }
     }
 
+    /// The effective value of `key` (the default when nothing set it).
+    pub fn value(&self, key: &str) -> &str {
+        self.get(key)
+    }
+
+    /// Whether a file, the environment or a flag set `key`.
+    pub fn is_set(&self, key: &str) -> bool {
+        self.raw(key).is_some()
+    }
+
     /// Keys that are set but have no effect in this version.
     pub fn inert_keys(&self) -> Vec<&'static str> {
         NOT_YET.iter().copied().filter(|k| self.raw(k).is_some()).collect()
     }
+}
+
+/// Whether `key`'s value is a secret or may hold one (credentials in a URL): reports show such a
+/// key only as SET / NOT SET.
+pub fn is_secret_key(key: &str) -> bool {
+    key.contains("SECRET")
+        || key.contains("PASSWORD")
+        || key.ends_with("TOKEN")
+        || key.ends_with("_URL") && key != "APP_BASE_URL"
 }
 
 /// Where the data lives.
@@ -252,6 +271,11 @@ pub enum Database {
 impl Database {
     pub fn is_postgres(&self) -> bool {
         matches!(self, Self::Postgres { .. })
+    }
+
+    /// "PostgreSQL" or "SQLite".
+    pub fn describe_kind(&self) -> &'static str {
+        if self.is_postgres() { "PostgreSQL" } else { "SQLite" }
     }
 
     /// A description without credentials, for logs.
@@ -492,6 +516,13 @@ impl Config {
             tenant_max_open: s.parse("TENANT_MAX_OPEN", "a number of tenants", e).unwrap_or(64),
             inert: s.inert_keys(),
         };
+        if cfg.tenancy == fraise_http::tenancy::TenantResolution::Header && cfg.token_transport.uses_cookie() {
+            // One browser, one cookie jar per host: tenant B's login would overwrite tenant A's
+            // refresh cookie. Subdomain tenancy gives each tenant its own host, hence its own jar.
+            errors.push(
+                "TOKEN_TRANSPORT=cookie/both cannot be combined with TENANT_RESOLUTION_METHOD=header (tenants would share one refresh cookie). Fix: TOKEN_TRANSPORT=json, or subdomain tenancy".into(),
+            );
+        }
         if cfg.port == 0 {
             errors.push("PORT must be between 1 and 65535".into());
         }
@@ -895,6 +926,9 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         let headers = c.protection.cors.map(|c| c.headers).unwrap_or_default();
         assert!(headers.iter().any(|h| h.as_str() == "x-tenant-id"), "{headers:?}");
+        let err =
+            cfg(&[("TENANT_RESOLUTION_METHOD", "header"), ("TOKEN_TRANSPORT", "cookie")]).err().unwrap_or_default();
+        assert!(err.contains("share one refresh cookie"), "{err}");
     }
 
     #[test]

@@ -7,7 +7,11 @@
 //! - `fraise-http`: the axum router, extractors and error envelope.
 #![forbid(unsafe_code)]
 
+pub mod admin_cmd;
+pub mod bench_cmd;
 pub mod boot;
 pub mod config;
+pub mod doctor;
+pub mod smoke;
 pub mod tenant_cmd;
 pub mod token_cmd;

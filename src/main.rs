@@ -55,7 +55,10 @@ enum Command {
         no_migrate: bool,
     },
     /// Apply pending database migrations; running it again changes nothing.
+    /// `migrate status` lists them instead, applied or pending.
     Migrate {
+        #[command(subcommand)]
+        action: Option<MigrateAction>,
         /// Folder of the SQLite database [env: DATA_DIR, default ./data]
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
@@ -76,6 +79,49 @@ enum Command {
     },
     /// Print a new random secret suitable for JWT_SECRET_KEY.
     Secret,
+    /// Check this installation without a running server: configuration, JWT secret, database
+    /// (version, migrations, read/write in a rolled-back transaction), hashing speed, Redis and
+    /// SMTP. One line per check, ✅ or ❌ with the fix; exits non-zero if any check fails.
+    Doctor {
+        /// Print the facts a bug report needs (version, database, OS, settings with every secret
+        /// shown only as SET / NOT SET) instead of the checks
+        #[arg(long)]
+        report: bool,
+    },
+    /// Measure password hashing with the configured ARGON2_* parameters, suggest parameters that
+    /// reach --target-ms, and measure token operations per second.
+    Bench {
+        /// The hash time to aim for, in milliseconds (the guide suggests 100-500)
+        #[arg(long, default_value_t = 250)]
+        target_ms: u64,
+        /// Hashes per measurement (the median is reported)
+        #[arg(long, default_value_t = 5)]
+        samples: usize,
+    },
+    /// Run the auth flow against a running server: register, me, refresh, me, logout, replay.
+    /// Prints each step; exits non-zero at the first failure.
+    Smoke {
+        /// The server's base URL, e.g. http://127.0.0.1:8000
+        #[arg(long)]
+        url: String,
+        /// Path prefix of the auth routes on that server
+        #[arg(long, default_value = "/auth")]
+        prefix: String,
+        /// Send X-Tenant-ID: NAME (header tenancy)
+        #[arg(long, value_name = "NAME")]
+        tenant: Option<String>,
+        /// Password of the throw-away account (must meet the server's policy)
+        #[arg(long, default_value = "Smoke-Test-Pass-1!")]
+        password: String,
+    },
+    /// Administer accounts: create, disable, enable, set-roles, list.
+    User {
+        /// Act on this tenant's users (default: the main database)
+        #[arg(long, global = true, value_name = "NAME")]
+        tenant: Option<String>,
+        #[command(subcommand)]
+        action: UserAction,
+    },
     /// Inspect a token (the guide's token debug tool).
     Token {
         #[command(subcommand)]
@@ -101,6 +147,50 @@ enum Command {
         /// The events of this tenant (default: the main database)
         #[arg(long, value_name = "NAME")]
         tenant: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MigrateAction {
+    /// List every migration, applied or pending (and each tenant's state); exits non-zero when
+    /// something is pending.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserAction {
+    /// Create an account (no session is opened). Without --password-stdin a random password is
+    /// generated and printed once.
+    Create {
+        email: String,
+        /// Display name
+        #[arg(long)]
+        name: Option<String>,
+        /// Comma-separated roles, e.g. admin,editor
+        #[arg(long, value_name = "ROLES")]
+        roles: Option<String>,
+        /// Mark the email as verified
+        #[arg(long)]
+        verified: bool,
+        /// Read the password from the first line of standard input
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Disable an account: its sessions end now and logins answer 403 ACCOUNT_DISABLED.
+    Disable { email: String },
+    /// Enable a disabled account (old sessions stay ended).
+    Enable { email: String },
+    /// Replace an account's roles (comma-separated; "" clears them).
+    SetRoles { email: String, roles: String },
+    /// List accounts, ordered by email.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -194,7 +284,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", fraise_auth::config::generate_secret());
             Ok(())
         }
-        Command::Migrate { data_dir, schema, all_tenants } => {
+        Command::Migrate { action: Some(MigrateAction::Status), data_dir, schema, .. } => {
+            let cfg = load(cli.config, &[("DATA_DIR", path_flag(data_dir)), ("DEFAULT_SCHEMA", schema)])?;
+            init_logging(&cfg);
+            fraise_auth::admin_cmd::migrate_status(&cfg).await
+        }
+        Command::Migrate { action: None, data_dir, schema, all_tenants } => {
             let cfg = load(cli.config, &[("DATA_DIR", path_flag(data_dir)), ("DEFAULT_SCHEMA", schema.clone())])?;
             init_logging(&cfg);
             let db = Db::open(&cfg).await?;
@@ -222,6 +317,70 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             Ok(())
+        }
+        Command::Doctor { report } => {
+            let file = cli.config.or_else(|| std::env::var_os("FRAISE_CONFIG").map(PathBuf::from));
+            let sources = Sources::gather(file.as_deref(), &[]).map_err(anyhow::Error::msg)?;
+            let cfg = Config::from_sources(&sources);
+            if report {
+                println!("{}", fraise_auth::doctor::report(&sources, cfg.as_ref().ok()).await);
+                return Ok(());
+            }
+            let checks = fraise_auth::doctor::checks(cfg).await;
+            for c in &checks {
+                println!("{c}");
+            }
+            let failed = checks.iter().filter(|c| !c.ok).count();
+            if failed > 0 {
+                anyhow::bail!("{failed} of {} checks failed", checks.len());
+            }
+            Ok(())
+        }
+        Command::Bench { target_ms, samples } => {
+            let cfg = load(cli.config, &[])?;
+            let (secret, _) = cfg.resolve_secret().map_err(anyhow::Error::msg)?;
+            let target = std::time::Duration::from_millis(target_ms.max(1));
+            let report = tokio::task::spawn_blocking(move || {
+                fraise_auth::bench_cmd::run(&cfg, secret.expose_secret().as_bytes(), target, samples)
+            })
+            .await
+            .context("benchmark thread failed")?
+            .map_err(anyhow::Error::msg)?;
+            print!("{report}");
+            Ok(())
+        }
+        Command::Smoke { url, prefix, tenant, password } => {
+            let steps = fraise_auth::smoke::run(&url, &prefix, tenant, &password).await;
+            for s in &steps {
+                println!("{}", s.line);
+            }
+            if steps.iter().any(|s| !s.ok) {
+                anyhow::bail!("smoke test failed against {url}");
+            }
+            println!("all {} steps passed", steps.len());
+            Ok(())
+        }
+        Command::User { tenant, action } => {
+            let cfg = load(cli.config, &[])?;
+            init_logging(&cfg);
+            use fraise_auth::admin_cmd::UserOp;
+            let op = match action {
+                UserAction::Create { email, name, roles, verified, password_stdin } => {
+                    let password = if password_stdin {
+                        let mut line = String::new();
+                        std::io::stdin().read_line(&mut line).context("cannot read the password from stdin")?;
+                        Some(line.trim_end_matches(['\r', '\n']).to_owned())
+                    } else {
+                        None
+                    };
+                    UserOp::Create { email, name, roles, verified, password }
+                }
+                UserAction::Disable { email } => UserOp::Disable { email },
+                UserAction::Enable { email } => UserOp::Enable { email },
+                UserAction::SetRoles { email, roles } => UserOp::SetRoles { email, roles },
+                UserAction::List { limit, offset, json } => UserOp::List { limit, offset, json },
+            };
+            fraise_auth::admin_cmd::user(&cfg, tenant.as_deref(), op).await
         }
         Command::Tenant { action } => {
             let cfg = load(cli.config, &[])?;

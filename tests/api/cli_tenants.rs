@@ -1,28 +1,10 @@
 //! The `tenant` and `migrate --all-tenants` subcommands, run as processes.
-use std::process::Command;
-
 use sqlx::Connection as _;
 
 use crate::both_backends;
-use crate::helpers::{Backend, SECRET, TestApp};
+use crate::helpers::{Backend, TestApp, cli};
 
 both_backends!(migrate_all_tenants_reports_each_and_continues_past_a_failure, tenant_commands_validate_and_confirm);
-
-fn cli(app: &TestApp, args: &[&str]) -> (bool, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fraise-auth"));
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATA_DIR", &app.data_dir)
-        .env("JWT_SECRET_KEY", SECRET)
-        .env("LOG_LEVEL", "warn");
-    if let fraise_auth::config::Database::Postgres { schema, .. } = &app.config.database {
-        cmd.env("DATABASE_URL", crate::helpers::pg_url()).env("DEFAULT_SCHEMA", schema);
-    }
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run fraise-auth: {e}"));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
-}
 
 /// Runs `statements` inside tenant `t`'s database.
 async fn in_tenant(app: &TestApp, backend: Backend, t: &str, statements: &[&str]) {

@@ -65,7 +65,8 @@ pub fn with_database(url: &str, db: &str) -> String {
 static PG_READY: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
-/// Makes sure the test database exists and drops schemas left by earlier test processes. Fails
+/// Makes sure the test database exists and drops schemas left by earlier, finished test
+/// processes. Fails
 /// (never skips) when PostgreSQL is unreachable: a backend that is not tested is not supported.
 pub async fn ensure_pg_database(url: &str) {
     let name = url::Url::parse(url).map(|u| u.path().trim_start_matches('/').to_owned()).unwrap_or_default();
@@ -99,7 +100,16 @@ async fn pg_prepare() {
             .fetch_all(&mut conn)
             .await
             .unwrap_or_default();
-            for schema in stale {
+            // Only schemas of processes that are gone: another test run may be going on right
+            // now (a second checkout, a colleague's run) and its schemas are alive.
+            let alive = |schema: &str| {
+                schema
+                    .split('_')
+                    .nth(1)
+                    .and_then(|pid| pid.parse::<u32>().ok())
+                    .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+            };
+            for schema in stale.into_iter().filter(|s| !alive(s)) {
                 let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")))
                     .execute(&mut conn)
                     .await;
@@ -371,4 +381,41 @@ pub fn token_after(text: &str, marker: &str) -> Option<String> {
     let text = text.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=");
     let start = text.find(marker)? + marker.len();
     text.get(start..start + 43).map(str::to_owned)
+}
+
+/// Runs the `fraise-auth` binary against `app`'s database and data folder; `(success, stdout +
+/// stderr)`.
+pub fn cli(app: &TestApp, args: &[&str]) -> (bool, String) {
+    cli_with(app, args, &[], None)
+}
+
+/// `cli` with extra environment variables and, optionally, text on standard input.
+pub fn cli_with(app: &TestApp, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> (bool, String) {
+    use std::io::Write as _;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fraise-auth"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATA_DIR", &app.data_dir)
+        .env("JWT_SECRET_KEY", SECRET)
+        .env("ARGON2_MEMORY_COST", "8192")
+        .env("ARGON2_TIME_COST", "1")
+        .env("ARGON2_PARALLELISM", "1")
+        .env("LOG_LEVEL", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let fraise_auth::config::Database::Postgres { schema, .. } = &app.config.database {
+        cmd.env("DATABASE_URL", pg_url()).env("DEFAULT_SCHEMA", schema);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run fraise-auth: {e}"));
+    if let Some(mut input) = child.stdin.take() {
+        let _ = input.write_all(stdin.unwrap_or("").as_bytes());
+    }
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
 }

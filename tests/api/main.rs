@@ -5,6 +5,7 @@
 mod helpers;
 
 mod account;
+mod cli_ops;
 mod cli_tenants;
 mod cookies;
 mod embedding;

@@ -44,6 +44,12 @@ pub trait UserStore: Send + Sync {
     ) -> Result<Option<User>, StoreError>;
 
     async fn set_email_verified(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<User>, StoreError>;
+
+    /// Replaces the user's roles; `None` if there is no such user.
+    async fn set_roles(&self, id: Uuid, roles: &[String], now: DateTime<Utc>) -> Result<Option<User>, StoreError>;
+
+    /// Users ordered by email, at most `limit`, skipping `offset` (administration).
+    async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<User>, StoreError>;
 }
 
 /// Extra conditions for a session to count as live, beyond "not revoked, not expired".

@@ -24,6 +24,26 @@ use fraise_core::tenant::{TenantDirectory, TenantName};
 pub use postgres::{PgPoolSettings, PgStore, PgTenants, SchemaName};
 pub use sqlite::{SqliteStore, SqliteTenants};
 
+/// One migration as `migrate status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationState {
+    pub version: i64,
+    pub description: String,
+    pub applied: bool,
+}
+
+/// Every migration the binary knows, marked applied or pending against `applied` versions.
+fn migration_states(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> Vec<MigrationState> {
+    migrator
+        .iter()
+        .map(|m| MigrationState {
+            version: m.version,
+            description: m.description.to_string(),
+            applied: applied.contains(&m.version),
+        })
+        .collect()
+}
+
 /// Why a tenant operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TenantError {

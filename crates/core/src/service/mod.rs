@@ -9,10 +9,12 @@
 //! the session list and revocation; `account.rs` passwords, profile, reset and verification;
 //! `maintenance.rs` the cleanup and the audit log.
 mod account;
+mod admin;
 mod lockout;
 mod maintenance;
 mod sessions;
 
+pub use admin::parse_roles;
 pub use lockout::{LockoutPolicy, client_bucket};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -283,6 +285,13 @@ impl AuthService {
         name: Option<&str>,
         client: &ClientInfo,
     ) -> Result<Authenticated, AuthError> {
+        let user = self.insert_new_user(email, password, name).await?;
+        self.audit("register", Some(user.id), None, client, json!({})).await;
+        self.start_session(user, client).await
+    }
+
+    /// Validates, hashes (on the pool) and inserts a new account.
+    async fn insert_new_user(&self, email: &str, password: &str, name: Option<&str>) -> Result<User, AuthError> {
         let email = Email::parse(email)?;
         let violations = self.settings.policy.violations(password);
         if !violations.is_empty() {
@@ -296,16 +305,12 @@ impl AuthService {
         let pw = password.to_owned();
         let hash = self.on_pool(move || hasher.hash(&pw)).await?.map_err(AuthError::internal)?;
         let now = self.clock.now();
-        let user = self
-            .store
-            .insert_user(NewUser { id: Uuid::new_v4(), email, password_hash: hash, name, now })
-            .await
-            .map_err(|e| match e {
+        self.store.insert_user(NewUser { id: Uuid::new_v4(), email, password_hash: hash, name, now }).await.map_err(
+            |e| match e {
                 StoreError::Conflict => AuthError::EmailAlreadyExists,
                 other => other.into(),
-            })?;
-        self.audit("register", Some(user.id), None, client, json!({})).await;
-        self.start_session(user, client).await
+            },
+        )
     }
 
     pub async fn login(&self, email: &str, password: &str, client: &ClientInfo) -> Result<Authenticated, AuthError> {

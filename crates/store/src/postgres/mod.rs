@@ -20,6 +20,7 @@ use crate::MigrationReport;
 use crate::errors::map;
 
 mod audit;
+mod diagnose;
 mod lockout;
 mod one_time;
 mod tenants;
@@ -234,6 +235,11 @@ impl PgStore {
         ran
     }
 
+    /// Each known migration, applied or pending (`migrate status`).
+    pub async fn migration_status(&self) -> Result<Vec<crate::MigrationState>, StoreError> {
+        Ok(crate::migration_states(&MIGRATOR, &self.applied_versions().await?))
+    }
+
     async fn applied_versions(&self) -> Result<Vec<i64>, StoreError> {
         let table: Option<String> = sqlx::query_scalar(
             "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 AND table_name = '_sqlx_migrations'",
@@ -357,6 +363,30 @@ impl UserStore for PgStore {
         .await
         .map_err(map)?;
         row.as_ref().map(user_from).transpose()
+    }
+
+    async fn set_roles(&self, id: Uuid, roles: &[String], now: DateTime<Utc>) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(self.sql(
+            "UPDATE {s}.tb_user AS uu SET roles = $2, updated_at = $3 WHERE uu.pk_user = $1 RETURNING {user_cols}",
+        ))
+        .bind(id)
+        .bind(roles)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        row.as_ref().map(user_from).transpose()
+    }
+
+    async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<User>, StoreError> {
+        let rows =
+            sqlx::query(self.sql("SELECT {user_cols} FROM {s}.tb_user AS uu ORDER BY uu.email LIMIT $1 OFFSET $2"))
+                .bind(i64::from(limit))
+                .bind(i64::from(offset))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map)?;
+        rows.iter().map(user_from).collect()
     }
 }
 

@@ -20,6 +20,7 @@ use crate::MigrationReport;
 use crate::errors::{decode, map};
 
 mod audit;
+mod diagnose;
 mod lockout;
 mod one_time;
 mod tenants;
@@ -250,6 +251,11 @@ impl SqliteStore {
         Ok(MigrationReport { applied: after - before, known: MIGRATOR.iter().count() })
     }
 
+    /// Each known migration, applied or pending (`migrate status`).
+    pub async fn migration_status(&self) -> Result<Vec<crate::MigrationState>, StoreError> {
+        Ok(crate::migration_states(&MIGRATOR, &self.applied_versions().await?))
+    }
+
     async fn applied_versions(&self) -> Result<Vec<i64>, StoreError> {
         let exists: Option<String> =
             sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'")
@@ -372,6 +378,27 @@ impl UserStore for SqliteStore {
         );
         let row = sqlx::query(sql).bind(id.to_string()).bind(ts(now)).fetch_optional(&self.pool).await.map_err(map)?;
         row.as_ref().map(user_from).transpose()
+    }
+
+    async fn set_roles(&self, id: Uuid, roles: &[String], now: DateTime<Utc>) -> Result<Option<User>, StoreError> {
+        let sql =
+            concat!("UPDATE tb_user SET roles = ?2, updated_at = ?3 WHERE pk_user = ?1 RETURNING ", user_cols!(""));
+        let roles = serde_json::to_string(roles).map_err(|e| StoreError::Other(Box::new(e)))?;
+        let row = sqlx::query(sql)
+            .bind(id.to_string())
+            .bind(roles)
+            .bind(ts(now))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)?;
+        row.as_ref().map(user_from).transpose()
+    }
+
+    async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<User>, StoreError> {
+        let sql = concat!("SELECT ", user_cols!(""), " FROM tb_user ORDER BY email LIMIT ?1 OFFSET ?2");
+        let rows =
+            sqlx::query(sql).bind(i64::from(limit)).bind(i64::from(offset)).fetch_all(&self.pool).await.map_err(map)?;
+        rows.iter().map(user_from).collect()
     }
 }
 

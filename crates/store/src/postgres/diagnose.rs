@@ -1,0 +1,69 @@
+//! What `fraise-auth doctor` asks of PostgreSQL: the server's version, and whether the service's
+//! role can read and write every table (proved inside a transaction that is rolled back).
+use chrono::Utc;
+use fraise_core::StoreError;
+use uuid::Uuid;
+
+use super::PgStore;
+use crate::errors::map;
+
+impl PgStore {
+    /// `PostgreSQL 15.19 (Debian ...)`, as `version()` says it.
+    pub async fn server_version(&self) -> Result<String, StoreError> {
+        sqlx::query_scalar("SELECT version()").fetch_one(&self.pool).await.map_err(map)
+    }
+
+    /// Writes, reads and deletes a throw-away user, session and audit row, reads the lockout
+    /// table, then rolls everything back. `Err` names the step that failed and why.
+    pub async fn check_read_write(&self) -> Result<(), String> {
+        let mut tx = self.pool.begin().await.map_err(|e| format!("begin: {e}"))?;
+        let (user, now) = (Uuid::new_v4(), Utc::now());
+        let step = |what: &'static str| move |e: sqlx::Error| format!("{what}: {e}");
+        sqlx::query(self.sql(
+            "INSERT INTO {s}.tb_user (pk_user, email, password_hash, created_at, updated_at) VALUES ($1, $2, 'x', $3, $3)",
+        ))
+        .bind(user)
+        .bind(format!("doctor-{user}@doctor.invalid"))
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(step("insert into tb_user"))?;
+        sqlx::query(self.sql(
+            "INSERT INTO {s}.tb_session (pk_session, fk_user, token_family, rotated_at, created_at, last_active, \
+             expires_at) VALUES ($1, $1, $1, $2, $2, $2, $2)",
+        ))
+        .bind(user)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(step("insert into tb_session"))?;
+        sqlx::query(self.sql(
+            "INSERT INTO {s}.tb_auth_audit (pk_auth_audit, event_type, fk_user, created_at) VALUES ($1, 'doctor', $1, $2)",
+        ))
+        .bind(user)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(step("insert into tb_auth_audit"))?;
+        let sessions: i64 = sqlx::query_scalar(self.sql(
+            "SELECT count(*) FROM {s}.tb_user uu JOIN {s}.tb_session ss ON ss.fk_user = uu.pk_user WHERE uu.pk_user = $1",
+        ))
+        .bind(user)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(step("read tb_user and tb_session"))?;
+        if sessions != 1 {
+            return Err(format!("read back {sessions} session(s) instead of the 1 written"));
+        }
+        sqlx::query(self.sql("SELECT count(*) FROM {s}.tb_login_failure"))
+            .execute(&mut *tx)
+            .await
+            .map_err(step("read tb_login_failure"))?;
+        sqlx::query(self.sql("DELETE FROM {s}.tb_user WHERE pk_user = $1"))
+            .bind(user)
+            .execute(&mut *tx)
+            .await
+            .map_err(step("delete from tb_user"))?;
+        tx.rollback().await.map_err(step("rollback"))
+    }
+}

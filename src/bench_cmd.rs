@@ -1,0 +1,170 @@
+//! `fraise-auth bench`: the guide's performance profiler as a subcommand. Times the configured
+//! Argon2id parameters, suggests parameters that reach a target time, and measures token
+//! operations per second. Figures are medians of several runs; the machine's other load shows in
+//! them, so run it on an otherwise idle host.
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use fraise_core::model::SessionId;
+use fraise_core::password::{Argon2Params, PasswordHasher};
+use fraise_core::tokens::{AccessTokens, JwtSettings, RefreshToken, RefreshTokens};
+use uuid::Uuid;
+
+use crate::config::Config;
+
+/// OWASP's floor for Argon2id memory (19 MiB with t=2): the suggestion never goes below it.
+const MIN_MEMORY_KIB: u32 = 19 * 1024;
+/// The suggestion never goes above 1 GiB per hash.
+const MAX_MEMORY_KIB: u32 = 1024 * 1024;
+
+/// What one hash costs.
+#[derive(Debug, Clone, Copy)]
+pub struct HashCost {
+    pub wall: Duration,
+    /// CPU time of the hashing thread (equal to `wall` on an idle machine, as the hash is
+    /// single-threaded).
+    pub cpu: Duration,
+}
+
+/// CPU time consumed by the calling thread so far (Linux: `/proc/thread-self/schedstat`).
+fn thread_cpu() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    text.split_whitespace().next()?.parse().ok().map(Duration::from_nanos)
+}
+
+/// Median cost of `samples` hashes with `params` (after one warm-up).
+pub fn hash_cost(params: Argon2Params, samples: usize) -> Result<HashCost, String> {
+    let hasher = PasswordHasher::new(params)?;
+    hasher.hash("warm-up-Password-1!").map_err(|e| e.to_string())?;
+    let mut runs = Vec::with_capacity(samples.max(1));
+    for _ in 0..samples.max(1) {
+        let (t0, c0) = (Instant::now(), thread_cpu());
+        hasher.hash("bench-Password-1!").map_err(|e| e.to_string())?;
+        let wall = t0.elapsed();
+        let cpu = match (c0, thread_cpu()) {
+            (Some(a), Some(b)) => b.saturating_sub(a),
+            _ => wall,
+        };
+        runs.push(HashCost { wall, cpu });
+    }
+    runs.sort_by_key(|r| r.wall);
+    Ok(runs[runs.len() / 2])
+}
+
+/// Parameters whose hash should take about `target`: time grows linearly with memory × passes,
+/// so memory is scaled first (within OWASP's floor and 1 GiB), then passes.
+pub fn suggest(params: Argon2Params, measured: Duration, target: Duration) -> Argon2Params {
+    let ratio = target.as_secs_f64() / measured.as_secs_f64().max(1e-6);
+    let work = f64::from(params.memory_kib) * f64::from(params.iterations) * ratio;
+    let mut iterations = params.iterations.max(1);
+    let mut memory = work / f64::from(iterations);
+    while memory < f64::from(MIN_MEMORY_KIB) && iterations > 1 {
+        iterations -= 1;
+        memory = work / f64::from(iterations);
+    }
+    while memory > f64::from(MAX_MEMORY_KIB) {
+        iterations += 1;
+        memory = work / f64::from(iterations);
+    }
+    // Whole MiB, within bounds, and at least 8 KiB per lane as Argon2 requires.
+    let mib = (memory / 1024.0).round().clamp(f64::from(MIN_MEMORY_KIB / 1024), f64::from(MAX_MEMORY_KIB / 1024));
+    let memory_kib = ((mib as u32) * 1024).max(8 * params.parallelism);
+    Argon2Params { memory_kib, iterations, parallelism: params.parallelism }
+}
+
+/// Runs `op` repeatedly for about `budget` and returns operations per second.
+fn per_second(budget: Duration, mut op: impl FnMut()) -> f64 {
+    let t0 = Instant::now();
+    let mut n: u64 = 0;
+    while t0.elapsed() < budget {
+        for _ in 0..64 {
+            op();
+        }
+        n += 64;
+    }
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
+/// The whole report, as printed.
+pub fn run(cfg: &Config, secret: &[u8], target: Duration, samples: usize) -> Result<String, String> {
+    let p = cfg.argon2;
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cost = hash_cost(p, samples)?;
+    let cpu_s = cost.cpu.as_secs_f64().max(1e-6);
+    let mut out = format!(
+        "Argon2id m={} KiB, t={}, p={} (configured): median of {samples} hashes {:.0} ms wall, {:.0} ms CPU\n\
+         hash-bound login limit: {cpus} CPU(s) / {cpu_s:.3} CPU-s per hash = {:.1} logins/s\n",
+        p.memory_kib,
+        p.iterations,
+        p.parallelism,
+        cost.wall.as_secs_f64() * 1000.0,
+        cpu_s * 1000.0,
+        cpus as f64 / cpu_s,
+    );
+    let s = suggest(p, cost.wall, target);
+    if s == p {
+        out.push_str(&format!(
+            "target {} ms: the configured parameters are as close as whole MiB allow\n",
+            target.as_millis()
+        ));
+    } else {
+        let check = hash_cost(s, samples.min(3))?;
+        out.push_str(&format!(
+            "target {} ms: ARGON2_MEMORY_COST={} ARGON2_TIME_COST={} ARGON2_PARALLELISM={} (measured {:.0} ms)\n",
+            target.as_millis(),
+            s.memory_kib,
+            s.iterations,
+            s.parallelism,
+            check.wall.as_secs_f64() * 1000.0
+        ));
+    }
+    let budget = Duration::from_millis(500);
+    let jwt = AccessTokens::hs256(secret, JwtSettings::default())?;
+    let (user, session, roles, now) = (Uuid::new_v4(), SessionId::new(), vec!["user".to_owned()], Utc::now());
+    let token = jwt.issue(user, session, &roles, &[], None, now).map_err(|e| e.to_string())?.0;
+    let sign = per_second(budget, || {
+        let _ = jwt.issue(user, session, &roles, &[], None, now);
+    });
+    let verify = per_second(budget, || {
+        let _ = jwt.verify(&token, None, now);
+    });
+    let keys = RefreshTokens::from_secret(secret);
+    let rt = RefreshToken { session, counter: 7 };
+    let text = keys.mint(rt, "");
+    let mint = per_second(budget, || {
+        let _ = keys.mint(rt, "");
+    });
+    let parse = per_second(budget, || {
+        let _ = keys.parse(&text, "");
+    });
+    out.push_str(&format!(
+        "access token (HS256), one core: sign {sign:.0}/s, verify {verify:.0}/s\n\
+         refresh token (HMAC-SHA256), one core: mint {mint:.0}/s, parse {parse:.0}/s\n"
+    ));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(memory_kib: u32, iterations: u32) -> Argon2Params {
+        Argon2Params { memory_kib, iterations, parallelism: 8 }
+    }
+
+    #[test]
+    fn suggestions_scale_memory_then_passes_within_bounds() {
+        let p = params(102_400, 2);
+        let ms = Duration::from_millis;
+        // Twice too slow: half the memory.
+        assert_eq!(suggest(p, ms(400), ms(200)), params(51_200, 2));
+        // Far too slow: memory stops at the floor, passes drop instead.
+        let s = suggest(p, ms(2000), ms(100));
+        assert!(s.memory_kib >= MIN_MEMORY_KIB && s.iterations == 1, "{s:?}");
+        // Far too fast: memory grows, capped at 1 GiB, then passes grow.
+        let s = suggest(p, ms(10), ms(1000));
+        assert!(s.memory_kib <= MAX_MEMORY_KIB && s.iterations > 2, "{s:?}");
+        // On target: unchanged.
+        assert_eq!(suggest(p, ms(200), ms(200)), p);
+    }
+}
