@@ -9,5 +9,6 @@
 
 pub mod boot;
 pub mod config;
+pub mod keys;
 pub mod tenant_cmd;
 pub mod token_cmd;
