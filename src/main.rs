@@ -515,6 +515,13 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     if let Some(path) = stored {
         tracing::info!(path = %path.display(), "using the JWT secret stored in the data folder");
     }
+    // Before touching the database: a production node without its signing key stops here.
+    let keys = fraise_auth::keys::access_keys(
+        &cfg,
+        secret.expose_secret().as_bytes(),
+        fraise_auth::keys::FirstKey::GenerateInDevelopment,
+    )?;
+    tracing::info!(alg = %keys.alg(), kid = keys.signing_kid(), verifying = keys.verifying_kids().count(), "access-token keys loaded");
     let db = Db::open(&cfg).await?;
     if cfg.auto_migrate {
         let report = db.migrate().await?;

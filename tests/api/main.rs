@@ -11,6 +11,7 @@ mod embedding;
 mod errors;
 mod flow;
 mod hashing;
+mod keys;
 mod lockout;
 mod logout;
 mod maintenance;
