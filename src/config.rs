@@ -947,11 +947,29 @@ mod tests {
 
     #[test]
     fn secrets_do_not_appear_in_debug_output() {
-        let c = cfg(&[("JWT_SECRET_KEY", "super-secret-value-123"), ("DATABASE_URL", "postgres://u:hunter2@h/db")])
-            .unwrap_or_else(|e| panic!("{e}"));
+        let c = cfg(&[
+            ("JWT_SECRET_KEY", "super-secret-value-123"),
+            ("DATABASE_URL", "postgres://u:hunter2@h/db"),
+            ("JWT_PREVIOUS_SECRET_KEYS", "old-secret-one, old-secret-two"),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.jwt_previous_secrets.len(), 2);
         let shown = format!("{c:?}");
         assert!(!shown.contains("super-secret-value-123") && !shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("old-secret-one") && !shown.contains("old-secret-two"), "{shown}");
         assert!(!c.database.describe().contains("hunter2"));
+    }
+
+    #[test]
+    fn jwt_algorithm_key_dir_and_rsa_bits_are_checked() {
+        let c = cfg(&[("JWT_ALGORITHM", "eddsa"), ("DATA_DIR", "/srv/fraise")]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.jwt_algorithm, fraise_core::tokens::JwtAlgorithm::EdDsa);
+        assert_eq!(c.jwt_key_dir, PathBuf::from("/srv/fraise/keys"));
+        let c = cfg(&[("JWT_KEY_DIR", "/run/secrets/jwt")]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.jwt_key_dir, PathBuf::from("/run/secrets/jwt"));
+        let err = cfg(&[("JWT_ALGORITHM", "none"), ("JWT_RSA_KEY_BITS", "1024")]).err().unwrap_or_default();
+        assert!(err.contains("JWT_ALGORITHM") && err.contains("HS256, EdDSA or RS256"), "{err}");
+        assert!(err.contains("JWT_RSA_KEY_BITS=1024 must be 2048, 3072 or 4096"), "{err}");
     }
 
     #[test]
