@@ -121,6 +121,8 @@ impl Db {
 }
 
 /// Builds the auth service over `store` with `secret` and `clock` (injected so tests control time).
+/// With EdDSA/RS256 and an empty key directory, development generates the first key here (see
+/// [`crate::keys::access_keys`]); production refuses.
 pub fn service(
     cfg: &Config,
     store: Arc<dyn Store>,
@@ -135,7 +137,9 @@ pub fn service(
         audience: cfg.jwt_audience.clone(),
         leeway: Duration::zero(),
     };
-    let access = AccessTokens::hs256(secret, jwt).map_err(anyhow::Error::msg)?;
+    let keys = crate::keys::access_keys(cfg, secret, crate::keys::FirstKey::GenerateInDevelopment)?;
+    tracing::debug!(alg = %keys.alg(), kid = keys.signing_kid(), "access-token signing key");
+    let access = AccessTokens::new(keys, jwt);
     let mailer = mailer(cfg)?;
     let settings = Settings {
         refresh_ttl: Duration::days(cfg.refresh_ttl_days),

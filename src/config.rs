@@ -48,7 +48,27 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "`serve` applies pending migrations at start, to every tenant too (`--no-migrate` turns it off)",
     ),
     ("ENVIRONMENT", "development", "`production` makes a missing or short JWT secret fatal"),
-    ("JWT_SECRET_KEY", "", "HS256 secret, 32+ bytes; generated into DATA_DIR on the SQLite default when unset"),
+    (
+        "JWT_SECRET_KEY",
+        "",
+        "HS256 secret, 32+ bytes; also keys the refresh-token MAC, so it is required with EdDSA/RS256 too; generated into DATA_DIR on the SQLite default when unset",
+    ),
+    (
+        "JWT_ALGORITHM",
+        "HS256",
+        "access-token signature: `HS256` (JWT_SECRET_KEY), `EdDSA` or `RS256` (key files in JWT_KEY_DIR, public keys at /.well-known/jwks.json)",
+    ),
+    (
+        "JWT_KEY_DIR",
+        "",
+        "EdDSA/RS256 key directory (default `DATA_DIR/keys`): `<kid>.pem` private keys (mode 0600) and `current`, the kid that signs",
+    ),
+    (
+        "JWT_PREVIOUS_SECRET_KEYS",
+        "",
+        "HS256: comma-separated former secrets whose tokens still verify (never sign) after JWT_SECRET_KEY changed",
+    ),
+    ("JWT_RSA_KEY_BITS", "2048", "size of RS256 keys made by `keys generate`/`keys rotate`: 2048, 3072 or 4096"),
     ("JWT_ISSUER", "", "`iss` claim to issue and require"),
     ("JWT_AUDIENCE", "", "`aud` claim to issue and require"),
     ("ACCESS_TOKEN_TTL_MINUTES", "15", "access-token lifetime"),
@@ -305,6 +325,14 @@ pub struct Config {
     pub auto_migrate: bool,
     pub production: bool,
     pub jwt_secret: Option<SecretString>,
+    /// Signature algorithm of access tokens.
+    pub jwt_algorithm: fraise_core::tokens::JwtAlgorithm,
+    /// Where EdDSA/RS256 keys live (`JWT_KEY_DIR`, default `DATA_DIR/keys`).
+    pub jwt_key_dir: PathBuf,
+    /// Former HS256 secrets that still verify (`JWT_PREVIOUS_SECRET_KEYS`).
+    pub jwt_previous_secrets: Vec<SecretString>,
+    /// Size of generated RSA keys.
+    pub jwt_rsa_bits: usize,
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
     pub access_ttl_minutes: i64,
@@ -383,6 +411,22 @@ impl Config {
             }
         };
         let jwt_secret = s.opt("JWT_SECRET_KEY").map(SecretString::from);
+        let jwt_algorithm = fraise_core::tokens::JwtAlgorithm::parse(s.get("JWT_ALGORITHM")).unwrap_or_else(|msg| {
+            e.push(format!("JWT_ALGORITHM: {msg}"));
+            fraise_core::tokens::JwtAlgorithm::Hs256
+        });
+        let jwt_key_dir = s.opt("JWT_KEY_DIR").map_or_else(|| data_dir.join("keys"), PathBuf::from);
+        let jwt_previous_secrets = s
+            .get("JWT_PREVIOUS_SECRET_KEYS")
+            .split(',')
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(|v| SecretString::from(v.to_owned()))
+            .collect();
+        let jwt_rsa_bits = s.parse("JWT_RSA_KEY_BITS", "2048, 3072 or 4096", e).unwrap_or(2048);
+        if ![2048, 3072, 4096].contains(&jwt_rsa_bits) {
+            e.push(format!("JWT_RSA_KEY_BITS={jwt_rsa_bits} must be 2048, 3072 or 4096"));
+        }
         let theft_scope = match s.get("THEFT_REVOKE_SCOPE").trim() {
             "user" => TheftScope::User,
             "session" => TheftScope::Session,
@@ -456,6 +500,10 @@ impl Config {
             database,
             production,
             jwt_secret,
+            jwt_algorithm,
+            jwt_key_dir,
+            jwt_previous_secrets,
+            jwt_rsa_bits,
             jwt_issuer: s.opt("JWT_ISSUER"),
             jwt_audience: s.opt("JWT_AUDIENCE"),
             access_ttl_minutes: positive(access_ttl_minutes, "ACCESS_TOKEN_TTL_MINUTES", e),
@@ -933,11 +981,29 @@ mod tests {
 
     #[test]
     fn secrets_do_not_appear_in_debug_output() {
-        let c = cfg(&[("JWT_SECRET_KEY", "super-secret-value-123"), ("DATABASE_URL", "postgres://u:hunter2@h/db")])
-            .unwrap_or_else(|e| panic!("{e}"));
+        let c = cfg(&[
+            ("JWT_SECRET_KEY", "super-secret-value-123"),
+            ("DATABASE_URL", "postgres://u:hunter2@h/db"),
+            ("JWT_PREVIOUS_SECRET_KEYS", "old-secret-one, old-secret-two"),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.jwt_previous_secrets.len(), 2);
         let shown = format!("{c:?}");
         assert!(!shown.contains("super-secret-value-123") && !shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("old-secret-one") && !shown.contains("old-secret-two"), "{shown}");
         assert!(!c.database.describe().contains("hunter2"));
+    }
+
+    #[test]
+    fn jwt_algorithm_key_dir_and_rsa_bits_are_checked() {
+        let c = cfg(&[("JWT_ALGORITHM", "eddsa"), ("DATA_DIR", "/srv/fraise")]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.jwt_algorithm, fraise_core::tokens::JwtAlgorithm::EdDsa);
+        assert_eq!(c.jwt_key_dir, PathBuf::from("/srv/fraise/keys"));
+        let c = cfg(&[("JWT_KEY_DIR", "/run/secrets/jwt")]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.jwt_key_dir, PathBuf::from("/run/secrets/jwt"));
+        let err = cfg(&[("JWT_ALGORITHM", "none"), ("JWT_RSA_KEY_BITS", "1024")]).err().unwrap_or_default();
+        assert!(err.contains("JWT_ALGORITHM") && err.contains("HS256, EdDSA or RS256"), "{err}");
+        assert!(err.contains("JWT_RSA_KEY_BITS=1024 must be 2048, 3072 or 4096"), "{err}");
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub async fn checks(cfg: Result<Config, String>) -> Vec<Check> {
     };
     let mut out = vec![Check::pass("configuration", "valid")];
     out.push(secret(&cfg));
+    if cfg.jwt_algorithm.is_asymmetric() {
+        out.push(signing_keys(&cfg));
+    }
     match Db::open_existing(&cfg).await {
         Err(e) => {
             out.push(Check::fail("database", format!("{e:#}")));
@@ -99,6 +102,25 @@ fn secret(cfg: &Config) -> Check {
         return Check::fail(NAME, format!("{origin} uses only {distinct} distinct characters: not random. {fix}"));
     }
     Check::pass(NAME, format!("{origin}, {} bytes", value.len()))
+}
+
+/// EdDSA/RS256: a signing key in JWT_KEY_DIR (read only; never generated here).
+fn signing_keys(cfg: &Config) -> Check {
+    const NAME: &str = "signing keys";
+    let secret = cfg.jwt_secret.as_ref().map(|s| s.expose_secret().as_bytes().to_vec()).unwrap_or_default();
+    match crate::keys::access_keys(cfg, &secret, crate::keys::FirstKey::Never) {
+        Ok(ring) => Check::pass(
+            NAME,
+            format!(
+                "{}: signing kid {}, {} verifying key(s) in {}",
+                ring.alg(),
+                ring.signing_kid(),
+                ring.verifying_kids().count(),
+                cfg.jwt_key_dir.display()
+            ),
+        ),
+        Err(e) => Check::fail(NAME, format!("{e:#}")),
+    }
 }
 
 async fn database(cfg: &Config, db: &Db, out: &mut Vec<Check>) {

@@ -12,6 +12,7 @@ pub mod bench_cmd;
 pub mod boot;
 pub mod config;
 pub mod doctor;
+pub mod keys;
 pub mod smoke;
 pub mod tenant_cmd;
 pub mod token_cmd;

@@ -122,6 +122,21 @@ enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Manage the keys that sign access tokens with JWT_ALGORITHM=EdDSA or RS256.
+    ///
+    /// Keys are files in JWT_KEY_DIR (default DATA_DIR/keys): one private key per file,
+    /// `<kid>.pem` (mode 0600), and a file `current` naming the kid that signs new tokens. Every
+    /// key in the directory verifies, so tokens signed before a rotation stay valid until they
+    /// expire. Servers read the directory when they start: restart them after a change. With
+    /// several servers, every one needs the same directory contents.
+    ///
+    /// Usual life of a key: `keys generate` once; later `keys rotate`; after the old key's tokens
+    /// have expired (ACCESS_TOKEN_TTL_MINUTES), `keys retire OLD_KID`. HS256 has no key files:
+    /// change JWT_SECRET_KEY and keep the old one in JWT_PREVIOUS_SECRET_KEYS instead.
+    Keys {
+        #[command(subcommand)]
+        action: KeyAction,
+    },
     /// Inspect a token (the guide's token debug tool).
     Token {
         #[command(subcommand)]
@@ -191,6 +206,37 @@ enum UserAction {
         /// One JSON object per line
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyAction {
+    /// Create a new key of JWT_ALGORITHM in JWT_KEY_DIR and print its kid.
+    ///
+    /// It becomes the signing key only if there is none yet; otherwise it only verifies, until `keys rotate
+    /// --to KID` makes it current (publish first, sign later: see `keys rotate --help`).
+    Generate,
+    /// Make a new key (or, with --to, an existing one) the signing key; print old and new kid.
+    ///
+    /// The previous keys stay and keep verifying the tokens they signed.
+    ///
+    /// Relying parties cache /.well-known/jwks.json for up to 5 minutes. To rotate without them
+    /// ever seeing an unknown kid: `keys generate`, restart the servers, wait 5 minutes, then
+    /// `keys rotate --to NEW_KID` and restart again.
+    Rotate {
+        /// Make this existing key current instead of generating a new one
+        #[arg(long, value_name = "KID")]
+        to: Option<String>,
+    },
+    /// List the keys: kid, algorithm, current or not, created time.
+    List,
+    /// Delete a key that no longer signs (the current key is refused).
+    ///
+    /// Tokens it signed stop verifying (after the servers restart), so wait until they have
+    /// expired.
+    Retire {
+        /// The kid of the key to delete (see `keys list`)
+        kid: String,
     },
 }
 
@@ -279,6 +325,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 fraise_auth::token_cmd::verify(&cfg, secret.expose_secret().as_bytes(), &token, SystemClock.now());
             println!("{text}");
             if ok { Ok(()) } else { Err(anyhow::anyhow!("token is not valid")) }
+        }
+        Command::Keys { action } => {
+            let cfg = load(cli.config, &[])?;
+            init_logging(&cfg);
+            keys(&cfg, action)
         }
         Command::Secret => {
             println!("{}", fraise_auth::config::generate_secret());
@@ -465,6 +516,91 @@ async fn tenant(cfg: &Config, action: TenantAction) -> anyhow::Result<()> {
     }
 }
 
+fn keys(cfg: &Config, action: KeyAction) -> anyhow::Result<()> {
+    use fraise_auth::keys::KeyDir;
+    let dir = KeyDir::new(&cfg.jwt_key_dir);
+    let alg = cfg.jwt_algorithm;
+    let err = anyhow::Error::msg;
+    match action {
+        KeyAction::Generate => {
+            let key = dir.generate(alg, cfg.jwt_rsa_bits).map_err(err)?;
+            let current = dir.current_kid().map_err(err)?;
+            let made_current = current.is_none();
+            if made_current {
+                dir.set_current(key.kid()).map_err(err)?;
+            }
+            println!("{}", key.kid());
+            eprintln!(
+                "{alg} key written to {}{}",
+                key.path.display(),
+                if made_current {
+                    " and made current (it signs new tokens)".to_owned()
+                } else {
+                    format!(
+                        "; it verifies but does not sign (current: {}). `fraise-auth keys rotate --to {}` makes it sign",
+                        current.unwrap_or_default(),
+                        key.kid()
+                    )
+                }
+            );
+            Ok(())
+        }
+        KeyAction::Rotate { to } => {
+            let old = dir.current_kid().map_err(err)?;
+            let new = match to {
+                Some(kid) => {
+                    let keys = dir.keys().map_err(err)?;
+                    let key = keys.iter().find(|k| k.kid() == kid).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "no key {kid} in {}. `fraise-auth keys list` shows the kids",
+                            dir.path().display()
+                        )
+                    })?;
+                    if key.key.alg() != alg {
+                        anyhow::bail!("key {kid} is {} but JWT_ALGORITHM={alg}", key.key.alg());
+                    }
+                    kid
+                }
+                None => dir.generate(alg, cfg.jwt_rsa_bits).map_err(err)?.kid().to_owned(),
+            };
+            dir.set_current(&new).map_err(err)?;
+            println!("old {}", old.as_deref().unwrap_or("-"));
+            println!("new {new}");
+            eprintln!(
+                "restart the servers to sign with {new}; the old key keeps verifying until `fraise-auth keys retire`"
+            );
+            Ok(())
+        }
+        KeyAction::List => {
+            let keys = dir.keys().map_err(err)?;
+            let current = dir.current_kid().map_err(err)?;
+            for k in &keys {
+                let is_current = current.as_deref() == Some(k.kid());
+                let note = if k.key.alg() == alg { "" } else { "  (ignored: JWT_ALGORITHM is another algorithm)" };
+                println!(
+                    "{}  {:<5}  {:<7}  {}{note}",
+                    k.kid(),
+                    k.key.alg().name(),
+                    if is_current { "current" } else { "-" },
+                    k.created_rfc3339()
+                );
+            }
+            eprintln!("{} key(s) in {} (JWT_ALGORITHM={alg})", keys.len(), dir.path().display());
+            if !alg.is_asymmetric() {
+                eprintln!(
+                    "note: HS256 signs with JWT_SECRET_KEY; these files are used only with JWT_ALGORITHM=EdDSA or RS256"
+                );
+            }
+            Ok(())
+        }
+        KeyAction::Retire { kid } => {
+            let key = dir.retire(&kid).map_err(err)?;
+            println!("retired {kid} (deleted {})", key.path.display());
+            Ok(())
+        }
+    }
+}
+
 /// The filters of `audit`.
 struct AuditQuery {
     user: Option<String>,
@@ -538,6 +674,13 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     if let Some(path) = stored {
         tracing::info!(path = %path.display(), "using the JWT secret stored in the data folder");
     }
+    // Before touching the database: a production node without its signing key stops here.
+    let keys = fraise_auth::keys::access_keys(
+        &cfg,
+        secret.expose_secret().as_bytes(),
+        fraise_auth::keys::FirstKey::GenerateInDevelopment,
+    )?;
+    tracing::info!(alg = %keys.alg(), kid = keys.signing_kid(), verifying = keys.verifying_kids().count(), "access-token keys loaded");
     let db = Db::open(&cfg).await?;
     if cfg.auto_migrate {
         let report = db.migrate().await?;

@@ -243,3 +243,18 @@ async fn smoke_passes_against_a_server_and_fails_clearly_against_a_broken_one(ba
     let (ok, out) = cli(&app, &["smoke", "--url", &format!("http://127.0.0.1:{}", free_port())]);
     assert!(!ok && out.contains("❌") && out.contains("smoke test failed"), "{out}");
 }
+
+/// With EdDSA the doctor also checks the signing keys: ❌ with the command to run when there are
+/// none (it never generates one), ✅ naming the kid once `keys generate` made one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_the_signing_keys_of_asymmetric_algorithms() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let env = [("JWT_ALGORITHM", "EdDSA")];
+    let (ok, out) = cli_with(&app, &["doctor"], &env, None);
+    assert!(!ok && line(&out, "signing keys").contains("fraise-auth keys generate"), "{out}");
+    let (ok, out) = cli_with(&app, &["keys", "generate"], &env, None);
+    assert!(ok, "{out}");
+    let (ok, out) = cli_with(&app, &["doctor"], &env, None);
+    assert!(ok, "{out}");
+    assert!(line(&out, "signing keys").starts_with("✅ signing keys: EdDSA: signing kid "), "{out}");
+}

@@ -12,6 +12,7 @@ mod embedding;
 mod errors;
 mod flow;
 mod hashing;
+mod keys;
 mod lockout;
 mod logout;
 mod maintenance;

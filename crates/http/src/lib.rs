@@ -126,7 +126,7 @@ impl FromRef<AppState> for AuthService {
 pub fn routes(state: &AppState) -> Router<AppState> {
     let auth =
         routes::auth::router().route_layer(axum::middleware::from_fn_with_state(state.clone(), tenancy::tenant_layer));
-    Router::new().nest(&state.http.auth_prefix, auth).merge(routes::health::router())
+    Router::new().nest(&state.http.auth_prefix, auth).merge(routes::health::router()).merge(routes::jwks::router())
 }
 
 /// The complete application: routes, fallback, and every layer.

@@ -253,6 +253,11 @@ impl AuthService {
         }
     }
 
+    /// `{"keys": [...]}`: the public keys that verify access tokens (empty for HS256).
+    pub fn jwks(&self) -> serde_json::Value {
+        self.access.keys().jwks()
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }

@@ -1,16 +1,20 @@
-//! JWT access tokens (HS256).
+//! JWT access tokens, signed by the current key of a [`KeyRing`] (HS256, EdDSA or RS256).
 //!
-//! Verification pins the algorithm (so `alg: none` and algorithm confusion fail), requires `exp`,
+//! Verification pins the algorithm to the configured one (so `alg: none` and algorithm confusion
+//! fail), picks the key by the token's `kid` (none or an unknown one is refused), requires `exp`,
 //! checks `type == "access"`, and compares `exp`/`nbf`/`iat` with the injected clock rather than
 //! the system time. A valid signature is not the end of it: the service also checks the session
 //! row, so a logged-out session's token dies at once, not at `exp`.
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use chrono::{DateTime, Duration, Utc};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::AuthError;
 use crate::model::SessionId;
+use crate::tokens::keys::KeyRing;
 
 /// Anything longer is refused before any parsing: real tokens are well under 2 KB.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
@@ -65,38 +69,47 @@ impl Default for JwtSettings {
     }
 }
 
-/// Issues and verifies access tokens with one HS256 secret.
+/// Issues access tokens with the ring's signing key and verifies them with any of its keys.
 pub struct AccessTokens {
     settings: JwtSettings,
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    keys: KeyRing,
     header: Header,
     validation: Validation,
 }
 
 impl std::fmt::Debug for AccessTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccessTokens").field("settings", &self.settings).finish_non_exhaustive()
+        f.debug_struct("AccessTokens")
+            .field("settings", &self.settings)
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
     }
 }
 
 impl AccessTokens {
-    /// Fails only for a secret the JWT library refuses (an empty one).
-    pub fn hs256(secret: &[u8], settings: JwtSettings) -> Result<Self, String> {
-        let bad = |e: jsonwebtoken::errors::Error| format!("unusable JWT secret: {e}");
-        let mut validation = Validation::new(Algorithm::HS256);
+    /// Tokens signed and verified by `keys`.
+    pub fn new(keys: KeyRing, settings: JwtSettings) -> Self {
+        let alg = keys.alg().jwt();
+        let mut validation = Validation::new(alg);
         // Time claims are checked against the injected clock in `verify`, not the system clock.
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.validate_aud = false;
         validation.required_spec_claims = ["exp", "sub"].iter().map(|s| (*s).to_owned()).collect();
-        Ok(Self {
-            settings,
-            encoding: EncodingKey::from_secret(secret).map_err(bad)?,
-            decoding: DecodingKey::from_secret(secret).map_err(bad)?,
-            header: Header::new(Algorithm::HS256),
-            validation,
-        })
+        let mut header = Header::new(alg);
+        header.kid = Some(keys.signing_kid().to_owned());
+        Self { settings, keys, header, validation }
+    }
+
+    /// HS256 with one secret (no previous ones). Fails only for a secret the JWT library refuses
+    /// (an empty one).
+    pub fn hs256(secret: &[u8], settings: JwtSettings) -> Result<Self, String> {
+        Ok(Self::new(KeyRing::hs256(secret, &[])?, settings))
+    }
+
+    /// The keys: signing kid, verifying kids, public JWKS.
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
     }
 
     pub fn ttl(&self) -> Duration {
@@ -128,7 +141,7 @@ impl AccessTokens {
             aud: self.settings.audience.clone(),
             tenant: tenant.map(str::to_owned),
         };
-        let token = jsonwebtoken::encode(&self.header, &claims, &self.encoding).map_err(AuthError::internal)?;
+        let token = jsonwebtoken::encode(&self.header, &claims, self.keys.encoding()).map_err(AuthError::internal)?;
         // Report the expiry at the precision the token carries (whole seconds).
         let exp = DateTime::from_timestamp(claims.exp, 0).unwrap_or(exp);
         Ok((token, exp))
@@ -139,7 +152,15 @@ impl AccessTokens {
         if token.len() > MAX_TOKEN_LEN {
             return Err(AuthError::InvalidToken("token too long"));
         }
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation).map_err(|e| {
+        // The header is read before any key is chosen, but nothing in it is trusted: the
+        // algorithm must be the configured one and the kid only selects among our own keys.
+        let (alg, kid) = header_fields(token)?;
+        if alg != self.keys.alg().name() {
+            return Err(AuthError::InvalidToken("algorithm not allowed"));
+        }
+        let kid = kid.ok_or(AuthError::InvalidToken("no key id"))?;
+        let key = self.keys.decoding(&kid).ok_or(AuthError::InvalidToken("unknown key id"))?;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
             AuthError::InvalidToken(match e.kind() {
                 K::InvalidSignature => "bad signature",
@@ -174,11 +195,25 @@ impl AccessTokens {
     }
 }
 
+/// `alg` and `kid` of a JWT's header, decoded without any trust.
+fn header_fields(token: &str) -> Result<(String, Option<String>), AuthError> {
+    let malformed = AuthError::InvalidToken("malformed token");
+    let mut parts = token.split('.');
+    let (Some(head), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(malformed);
+    };
+    let bytes = B64.decode(head).map_err(|_| AuthError::InvalidToken("malformed token"))?;
+    let header: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| malformed)?;
+    let alg = header["alg"].as_str().unwrap_or_default().to_owned();
+    let kid = header["kid"].as_str().map(str::to_owned);
+    Ok((alg, kid))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine as _;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use crate::tokens::keys::{JwtAlgorithm, PrivateKey, hs256_kid};
+    use jsonwebtoken::{Algorithm, EncodingKey};
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
@@ -198,6 +233,24 @@ mod tests {
         t.issue(Uuid::new_v4(), SessionId::new(), &["admin".into()], &[], None, now())
             .map(|(tok, _)| tok)
             .unwrap_or_default()
+    }
+
+    /// An HS256 header naming `SECRET`'s kid, for hand-made tokens.
+    fn hs_header() -> Header {
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some(hs256_kid(SECRET));
+        h
+    }
+
+    fn generated(alg: JwtAlgorithm) -> PrivateKey {
+        PrivateKey::generate(alg, 2048).map(|(k, _)| k).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn ring(current: &PrivateKey, others: &[PrivateKey]) -> AccessTokens {
+        AccessTokens::new(
+            KeyRing::asymmetric(current, others).unwrap_or_else(|e| panic!("{e}")),
+            JwtSettings::default(),
+        )
     }
 
     fn forge(header: &str, claims: &serde_json::Value, sig: &str) -> String {
@@ -221,7 +274,11 @@ mod tests {
         let tok = issue(&t);
         let claims = t.verify(&tok, None, now()).map(|c| serde_json::to_value(c).unwrap_or_default());
         let forged = forge(r#"{"alg":"none","typ":"JWT"}"#, &claims.unwrap_or_default(), "");
-        assert!(matches!(t.verify(&forged, None, now()), Err(AuthError::InvalidToken(_))));
+        assert!(matches!(t.verify(&forged, None, now()), Err(AuthError::InvalidToken("algorithm not allowed"))));
+        let kid = hs256_kid(SECRET);
+        let parts: Vec<&str> = tok.split('.').collect();
+        let with_kid = format!("{}.{}.", B64.encode(format!(r#"{{"alg":"none","kid":"{kid}"}}"#)), parts[1]);
+        assert!(matches!(t.verify(&with_kid, None, now()), Err(AuthError::InvalidToken("algorithm not allowed"))));
     }
 
     #[test]
@@ -229,7 +286,13 @@ mod tests {
         let t = tokens();
         let other = AccessTokens::hs256(b"another-secret-another-secret-xx", JwtSettings::default())
             .unwrap_or_else(|e| panic!("{e}"));
-        assert!(matches!(t.verify(&issue(&other), None, now()), Err(AuthError::InvalidToken("bad signature"))));
+        // Another secret has another kid...
+        assert!(matches!(t.verify(&issue(&other), None, now()), Err(AuthError::InvalidToken("unknown key id"))));
+        // ...and claiming ours does not make its signature good.
+        let claims = serde_json::json!({"sub": "u", "type": "access", "iat": 0, "exp": 9_999_999_999_i64, "jti": "j", "session_id": "s"});
+        let secret = EncodingKey::from_secret(b"another-secret-another-secret-xx").unwrap_or_else(|e| panic!("{e}"));
+        let tok = jsonwebtoken::encode(&hs_header(), &claims, &secret).unwrap_or_default();
+        assert!(matches!(t.verify(&tok, None, now()), Err(AuthError::InvalidToken("bad signature"))));
         let tok = issue(&t);
         let mut parts: Vec<&str> = tok.split('.').collect();
         let payload = B64.encode(
@@ -252,7 +315,7 @@ mod tests {
         assert!(matches!(strict.verify(&tok, None, now()), Err(AuthError::InvalidToken("wrong issuer"))));
         let claims = serde_json::json!({"sub": Uuid::new_v4().to_string(), "type": "refresh", "iat": now().timestamp(),
             "exp": now().timestamp() + 60, "jti": "j", "session_id": SessionId::new().to_string()});
-        let refresh_typed = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key()).unwrap_or_default();
+        let refresh_typed = jsonwebtoken::encode(&hs_header(), &claims, &key()).unwrap_or_default();
         assert!(matches!(t.verify(&refresh_typed, None, now()), Err(AuthError::InvalidToken("not an access token"))));
     }
 
@@ -260,7 +323,7 @@ mod tests {
     fn missing_exp_and_future_nbf_are_refused() {
         let t = tokens();
         let key = key();
-        let h = Header::new(Algorithm::HS256);
+        let h = hs_header();
         let no_exp =
             serde_json::json!({"sub": "u", "type": "access", "iat": now().timestamp(), "jti": "j", "session_id": "s"});
         let tok = jsonwebtoken::encode(&h, &no_exp, &key).unwrap_or_default();
@@ -276,6 +339,104 @@ mod tests {
         let t = tokens();
         for junk in ["", ".", "..", "a.b.c", "!!!.@@@.###", "eyJhbGciOiJIUzI1NiJ9..", &"A".repeat(100_000)] {
             assert!(t.verify(junk, None, now()).is_err(), "{junk:.20}");
+        }
+    }
+
+    #[test]
+    fn every_algorithm_signs_with_a_kid_and_verifies() {
+        let keys = [generated(JwtAlgorithm::EdDsa), generated(JwtAlgorithm::Rs256)];
+        for key in &keys {
+            let t = ring(key, &[]);
+            let tok = issue(&t);
+            let header = jsonwebtoken::decode_header(&tok).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(header.alg, key.alg().jwt());
+            assert_eq!(header.kid.as_deref(), Some(key.kid()));
+            let claims = t.verify(&tok, None, now()).unwrap_or_else(|e| panic!("{}: {e}", key.alg()));
+            assert_eq!(claims.roles, vec!["admin".to_owned()]);
+        }
+        let hs = issue(&tokens());
+        let header = jsonwebtoken::decode_header(&hs).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(header.kid, Some(hs256_kid(SECRET)));
+    }
+
+    #[test]
+    fn after_a_rotation_old_tokens_verify_until_their_key_is_retired() {
+        for alg in [JwtAlgorithm::EdDsa, JwtAlgorithm::Rs256] {
+            let (old, new) = (generated(alg), generated(alg));
+            let before = issue(&ring(&old, &[]));
+            let rotated = ring(&new, std::slice::from_ref(&old));
+            assert!(rotated.verify(&before, None, now()).is_ok(), "{alg}: the previous key still verifies");
+            let after = issue(&rotated);
+            assert_eq!(jsonwebtoken::decode_header(&after).ok().and_then(|h| h.kid).as_deref(), Some(new.kid()));
+            let retired = ring(&new, &[]);
+            assert!(matches!(retired.verify(&before, None, now()), Err(AuthError::InvalidToken("unknown key id"))));
+            assert!(retired.verify(&after, None, now()).is_ok());
+        }
+        // HS256: JWT_PREVIOUS_SECRET_KEYS.
+        let before = issue(&tokens());
+        let new_secret = b"the-new-secret-the-new-secret-the-new";
+        let rotated = AccessTokens::new(
+            KeyRing::hs256(new_secret, &[SECRET]).unwrap_or_else(|e| panic!("{e}")),
+            JwtSettings::default(),
+        );
+        assert!(rotated.verify(&before, None, now()).is_ok());
+        let dropped = AccessTokens::hs256(new_secret, JwtSettings::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(dropped.verify(&before, None, now()), Err(AuthError::InvalidToken("unknown key id"))));
+    }
+
+    #[test]
+    fn a_token_without_a_kid_or_with_a_foreign_one_is_refused() {
+        let t = tokens();
+        let claims = serde_json::json!({"sub": Uuid::new_v4().to_string(), "type": "access", "iat": now().timestamp(),
+            "exp": now().timestamp() + 60, "jti": "j", "session_id": SessionId::new().to_string()});
+        let no_kid = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key()).unwrap_or_default();
+        assert!(matches!(t.verify(&no_kid, None, now()), Err(AuthError::InvalidToken("no key id"))));
+        let mut foreign = hs_header();
+        foreign.kid = Some("someone-else".into());
+        let tok = jsonwebtoken::encode(&foreign, &claims, &key()).unwrap_or_default();
+        assert!(matches!(t.verify(&tok, None, now()), Err(AuthError::InvalidToken("unknown key id"))));
+        // The right kid with another key's signature.
+        let ed = generated(JwtAlgorithm::EdDsa);
+        let other = issue(&ring(&generated(JwtAlgorithm::EdDsa), &[]));
+        let mut parts: Vec<String> = other.split('.').map(str::to_owned).collect();
+        parts[0] = B64.encode(format!(r#"{{"typ":"JWT","alg":"EdDSA","kid":"{}"}}"#, ed.kid()));
+        assert!(matches!(ring(&ed, &[]).verify(&parts.join("."), None, now()), Err(AuthError::InvalidToken(_))));
+    }
+
+    #[test]
+    fn hs256_signed_with_the_public_key_is_refused() {
+        for alg in [JwtAlgorithm::EdDsa, JwtAlgorithm::Rs256] {
+            let key = generated(alg);
+            let t = ring(&key, &[]);
+            let claims = serde_json::json!({"sub": Uuid::new_v4().to_string(), "type": "access",
+                "iat": now().timestamp(), "exp": now().timestamp() + 60, "jti": "j",
+                "session_id": SessionId::new().to_string()});
+            // Every form of the public key an attacker could use as an HMAC secret.
+            let jwk = serde_json::to_value(key.public_jwk()).unwrap_or_default();
+            let public_forms: Vec<Vec<u8>> = ["x", "n"]
+                .iter()
+                .filter_map(|c| jwk[*c].as_str())
+                .flat_map(|v| [v.as_bytes().to_vec(), B64.decode(v).unwrap_or_default()])
+                .chain([jwk.to_string().into_bytes()])
+                .collect();
+            assert!(!public_forms.is_empty());
+            for secret in public_forms {
+                let mut h = Header::new(Algorithm::HS256);
+                h.kid = Some(key.kid().to_owned());
+                let forged = jsonwebtoken::encode(
+                    &h,
+                    &claims,
+                    &EncodingKey::from_secret(&secret).unwrap_or_else(|e| panic!("{e}")),
+                )
+                .unwrap_or_default();
+                assert!(
+                    matches!(t.verify(&forged, None, now()), Err(AuthError::InvalidToken("algorithm not allowed"))),
+                    "{alg}"
+                );
+            }
+            // And alg: none with our kid.
+            let none = forge(&format!(r#"{{"alg":"none","typ":"JWT","kid":"{}"}}"#, key.kid()), &claims, "");
+            assert!(matches!(t.verify(&none, None, now()), Err(AuthError::InvalidToken("algorithm not allowed"))));
         }
     }
 }
