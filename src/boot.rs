@@ -206,6 +206,8 @@ pub fn state(cfg: &Config, auth: AuthService, tenants: Option<Arc<Tenants>>) -> 
             refresh_cookie_max_age: cfg.refresh_ttl_days * 86_400,
             max_concurrent_requests: cfg.max_concurrent_requests,
             tenancy: cfg.tenancy.clone(),
+            metrics_route: cfg.metrics_enabled && cfg.metrics_bind.is_none(),
+            metrics_token: cfg.metrics_token.as_ref().map(|t| fraise_http::MetricsToken(t.expose_secret().to_owned())),
         },
     )
     .map_err(anyhow::Error::msg)?;

@@ -147,6 +147,13 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "Authorization,Content-Type,X-CSRF-Token,X-Request-Id",
         "request headers allowed cross-origin",
     ),
+    ("METRICS_ENABLED", "true", "serve Prometheus metrics at `/metrics`"),
+    (
+        "METRICS_BIND",
+        "",
+        "`ADDR:PORT` to serve `/metrics` on its own listener (e.g. `127.0.0.1:9100`) instead of the main port",
+    ),
+    ("METRICS_TOKEN", "", "bearer token `/metrics` requires (`Authorization: Bearer …`); unset = no token"),
     ("LOG_LEVEL", "info", "`error`..`trace`, or a tracing filter such as `info,sqlx=debug`"),
     ("LOG_FORMAT", "pretty", "`pretty` or `json`"),
 ];
@@ -367,6 +374,10 @@ pub struct Config {
     pub max_concurrent_requests: usize,
     pub log_level: String,
     pub log_json: bool,
+    pub metrics_enabled: bool,
+    /// A listener of its own for `/metrics`.
+    pub metrics_bind: Option<std::net::SocketAddr>,
+    pub metrics_token: Option<SecretString>,
     /// How a request names its tenant.
     pub tenancy: fraise_http::tenancy::TenantResolution,
     pub tenant_max_open: usize,
@@ -560,6 +571,18 @@ impl Config {
             max_concurrent_requests: s.parse("MAX_CONCURRENT_REQUESTS", "a number of requests", e).unwrap_or(1024),
             log_level: s.get("LOG_LEVEL").trim().to_owned(),
             log_json,
+            metrics_enabled: s.bool("METRICS_ENABLED", e),
+            metrics_bind: match s.opt("METRICS_BIND") {
+                None => None,
+                Some(v) => match v.parse() {
+                    Ok(addr) => Some(addr),
+                    Err(_) => {
+                        e.push(format!("METRICS_BIND={v:?} is not ADDR:PORT. Fix: e.g. METRICS_BIND=127.0.0.1:9100"));
+                        None
+                    }
+                },
+            },
+            metrics_token: s.opt("METRICS_TOKEN").map(SecretString::from),
             tenancy,
             tenant_max_open: s.parse("TENANT_MAX_OPEN", "a number of tenants", e).unwrap_or(64),
             inert: s.inert_keys(),

@@ -704,7 +704,23 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         let every = std::time::Duration::from_secs(cfg.cleanup_interval_minutes * 60);
         boot::spawn_cleanup(auth.clone(), tenants.clone(), every);
     }
-    let app = fraise_http::app(boot::state(&cfg, auth, tenants)?);
+    let state = boot::state(&cfg, auth, tenants)?;
+    if let (true, Some(addr)) = (cfg.metrics_enabled, cfg.metrics_bind) {
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot bind METRICS_BIND {addr}"))?;
+        tracing::info!(address = %addr, "metrics listening");
+        let metrics = fraise_http::metrics::router(state.clone());
+        tokio::spawn(async move {
+            if let Err(e) = fraise_http::serve(listener, metrics, shutdown_signal()).await {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
+    } else if cfg.metrics_enabled && cfg.metrics_token.is_none() && cfg.production {
+        tracing::warn!(
+            "/metrics is served on the main port without a token: set METRICS_BIND to a private address or METRICS_TOKEN"
+        );
+    }
+    let app = fraise_http::app(state);
     let addr: SocketAddr = format!("{}:{}", cfg.host, cfg.port)
         .parse()
         .or_else(|_| format!("[{}]:{}", cfg.host, cfg.port).parse())

@@ -172,7 +172,7 @@ async fn migrate_status_lists_applied_and_pending(backend: Backend) {
 }
 
 /// A `fraise-auth serve` process, killed when dropped.
-struct Server(std::process::Child);
+pub struct Server(std::process::Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -181,12 +181,20 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap()
 }
 
 async fn serve(app: &TestApp, env: &[(&str, &str)], wait_ready: bool) -> (Server, String) {
-    let port = free_port();
+    serve_at(app, free_port(), env, wait_ready).await
+}
+
+/// A ready server on `port`.
+pub async fn serve_on(app: &TestApp, port: u16, env: &[(&str, &str)]) -> Server {
+    serve_at(app, port, env, true).await.0
+}
+
+async fn serve_at(app: &TestApp, port: u16, env: &[(&str, &str)], wait_ready: bool) -> (Server, String) {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fraise-auth"));
     cmd.args(["serve", "--port", &port.to_string()])
         .env_clear()

@@ -16,6 +16,7 @@ mod keys;
 mod lockout;
 mod logout;
 mod maintenance;
+mod metrics;
 mod outage;
 mod protection;
 mod refresh;

@@ -245,6 +245,17 @@ pub trait StoreHealth: Send + Sync {
     async fn migrations_current(&self) -> Result<bool, StoreError>;
     /// "sqlite" or "postgres", for health output and logs.
     fn backend(&self) -> &'static str;
+    /// The connection pool right now, for metrics.
+    fn pool_usage(&self) -> PoolUsage;
+}
+
+/// Connections of a store's pool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// Open connections (idle or in use).
+    pub open: u32,
+    pub idle: u32,
+    pub max: u32,
 }
 
 /// Everything the service needs from storage.

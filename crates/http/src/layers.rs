@@ -4,6 +4,7 @@
 //! 2. client address and security headers (see `protect`), so even a 404 or a 429 carries them;
 //! 3. request id: taken from `X-Request-Id` or generated, echoed back; then the trace span that
 //!    carries it, so every log line names its request;
+//!    then the metrics layer (request count and latency by route and status);
 //! 4. load shedding past `max_concurrent_requests` (503 at once, no unbounded queue);
 //! 5. rate limits (see `limits`), then the CSRF check (see `cookies`);
 //! 6. envelope guard: any error response that is not already JSON (405 from the router, 413
@@ -48,6 +49,8 @@ pub fn with_layers(router: Router<AppState>, state: AppState) -> Router {
                     let id = req.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok());
                     tracing::info_span!("request", id = id.unwrap_or("-"), method = %req.method(), path = %req.uri().path())
                 }))
+                // Outside shedding and limits, so their 503s and 429s are counted too.
+                .layer(middleware::from_fn(crate::metrics::track))
                 // Load shedding: beyond the cap, refuse at once rather than queue without bound.
                 // One semaphore for the whole router (axum applies layers per route, so tower's
                 // ConcurrencyLimit would count per route).
@@ -95,7 +98,7 @@ async fn shed(
 ) -> Response {
     // Probes are cheap and must keep answering, or an orchestrator restarts a busy but healthy node.
     let path = req.uri().path();
-    if path == "/health" || path.starts_with("/health/") {
+    if path == "/health" || path.starts_with("/health/") || path == "/metrics" {
         return next.run(req).await;
     }
     let Ok(_permit) = in_flight.try_acquire_owned() else {

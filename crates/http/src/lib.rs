@@ -13,6 +13,7 @@
 //! | [`routes`] | one file per route group |
 //! | `layers` | request id, panic catching, the envelope guard, body limit |
 //! | [`protect`] | client IP behind trusted proxies, security headers, CORS |
+//! | [`metrics`] | Prometheus `/metrics`: request counts and latency, and the service's own counters |
 //! | [`limits`] | GCRA rate limits per client, general and auth buckets |
 //! | [`tenancy`] | which tenant a request is for, and its service |
 //! | [`cookies`] | refresh token in an HttpOnly cookie, double-submit CSRF |
@@ -24,6 +25,7 @@ pub mod error;
 pub mod extract;
 mod layers;
 pub mod limits;
+pub mod metrics;
 pub mod protect;
 pub mod routes;
 pub mod tenancy;
@@ -63,6 +65,28 @@ pub struct HttpConfig {
     pub max_concurrent_requests: usize,
     /// How a request names its tenant (`TENANT_RESOLUTION_METHOD`).
     pub tenancy: tenancy::TenantResolution,
+    /// Whether `/metrics` is served by this router (off when `METRICS_BIND` moves it to another
+    /// listener, or `METRICS_ENABLED=false`).
+    pub metrics_route: bool,
+    /// Bearer token `/metrics` requires (`METRICS_TOKEN`).
+    pub metrics_token: Option<MetricsToken>,
+}
+
+/// The `/metrics` bearer token; `Debug` does not show it.
+#[derive(Clone)]
+pub struct MetricsToken(pub String);
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken([redacted])")
+    }
+}
+
+impl std::ops::Deref for MetricsToken {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
 }
 
 impl Default for HttpConfig {
@@ -83,6 +107,8 @@ impl Default for HttpConfig {
             refresh_cookie_max_age: 30 * 24 * 3600,
             max_concurrent_requests: 1024,
             tenancy: tenancy::TenantResolution::None,
+            metrics_route: true,
+            metrics_token: None,
         }
     }
 }
@@ -105,6 +131,8 @@ impl AppState {
             Some(l) => Some(std::sync::Arc::new(limits::Limits::new(l, &http.auth_prefix)?)),
             None => None,
         };
+        // Installed before the first request, so every counter is captured from the start.
+        let _ = metrics::recorder();
         Ok(Self { auth, http, limits, tenants: None })
     }
 
@@ -126,7 +154,11 @@ impl FromRef<AppState> for AuthService {
 pub fn routes(state: &AppState) -> Router<AppState> {
     let auth =
         routes::auth::router().route_layer(axum::middleware::from_fn_with_state(state.clone(), tenancy::tenant_layer));
-    Router::new().nest(&state.http.auth_prefix, auth).merge(routes::health::router()).merge(routes::jwks::router())
+    let mut router = Router::new().nest(&state.http.auth_prefix, auth).merge(routes::health::router());
+    if state.http.metrics_route {
+        router = router.route("/metrics", axum::routing::get(metrics::render));
+    }
+    router.merge(routes::jwks::router())
 }
 
 /// The complete application: routes, fallback, and every layer.

@@ -335,6 +335,7 @@ pub async fn limit_layer(State(limits): State<Arc<Limits>>, req: Request, next: 
         headers(res.headers_mut(), bucket.per_minute, d.remaining, d.full_in);
         return res;
     }
+    metrics::counter!("fraise_rate_limited_total", "bucket" => name).increment(1);
     let mut err = ApiError::from(fraise_core::AuthError::RateLimited { retry_after: d.retry_after });
     // Retry-After is whole seconds, rounded up: never tell a client to come back early.
     let secs = d.retry_after.as_secs() + u64::from(d.retry_after.subsec_nanos() > 0);

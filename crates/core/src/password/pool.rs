@@ -78,12 +78,16 @@ impl HashPool {
         let job: Job = Box::new(move || {
             stats.queued.fetch_sub(1, Ordering::Relaxed);
             stats.running.fetch_add(1, Ordering::Relaxed);
-            let waited = enqueued.elapsed().as_micros();
-            stats.wait_micros.fetch_add(usize::try_from(waited).unwrap_or(usize::MAX), Ordering::Relaxed);
+            let waited = enqueued.elapsed();
+            let micros = usize::try_from(waited.as_micros()).unwrap_or(usize::MAX);
+            stats.wait_micros.fetch_add(micros, Ordering::Relaxed);
             stats.started.fetch_add(1, Ordering::Relaxed);
+            metrics::histogram!("fraise_hash_wait_seconds").record(waited.as_secs_f64());
+            let began = Instant::now();
             // A panic inside `f` must not kill the worker thread: catch it and drop the sender,
             // which the awaiting side sees as a closed channel.
             let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            metrics::histogram!("fraise_hash_duration_seconds").record(began.elapsed().as_secs_f64());
             stats.running.fetch_sub(1, Ordering::Relaxed);
             if let Ok(value) = out {
                 let _ = done_tx.send(value);
@@ -94,6 +98,7 @@ impl HashPool {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                metrics::counter!("fraise_hash_rejected_total").increment(1);
                 return Err(PoolBusy);
             }
         }

@@ -141,6 +141,25 @@ enum Link {
     Unknown,
 }
 
+/// The `outcome` label of a login or refresh counter: a fixed, small set (never user input).
+fn outcome(e: Option<&AuthError>) -> &'static str {
+    match e {
+        None => "success",
+        Some(AuthError::InvalidCredentials) => "invalid_credentials",
+        Some(AuthError::AccountLocked { .. }) => "locked",
+        Some(AuthError::AccountDisabled) => "disabled",
+        Some(AuthError::EmailNotVerified) => "email_not_verified",
+        Some(AuthError::InvalidToken(_)) => "invalid_token",
+        Some(AuthError::TokenExpired) => "expired",
+        Some(AuthError::TokenTheftDetected) => "theft_detected",
+        Some(AuthError::Validation { .. }) => "invalid_request",
+        Some(AuthError::RateLimited { .. }) => "rate_limited",
+        Some(AuthError::Busy { .. }) => "busy",
+        Some(AuthError::Unavailable(_)) => "unavailable",
+        Some(_) => "error",
+    }
+}
+
 fn link(session: &Session, presented: i64, now: DateTime<Utc>, grace: Duration) -> Link {
     let current = session.refresh_counter;
     if presented == current {
@@ -291,6 +310,7 @@ impl AuthService {
         client: &ClientInfo,
     ) -> Result<Authenticated, AuthError> {
         let user = self.insert_new_user(email, password, name).await?;
+        metrics::counter!("fraise_registrations_total").increment(1);
         self.audit("register", Some(user.id), None, client, json!({})).await;
         self.start_session(user, client).await
     }
@@ -319,6 +339,17 @@ impl AuthService {
     }
 
     pub async fn login(&self, email: &str, password: &str, client: &ClientInfo) -> Result<Authenticated, AuthError> {
+        let out = self.login_checked(email, password, client).await;
+        metrics::counter!("fraise_logins_total", "outcome" => outcome(out.as_ref().err())).increment(1);
+        out
+    }
+
+    async fn login_checked(
+        &self,
+        email: &str,
+        password: &str,
+        client: &ClientInfo,
+    ) -> Result<Authenticated, AuthError> {
         if password.len() > MAX_PASSWORD_BYTES {
             return Err(AuthError::validation(
                 "password",
@@ -422,6 +453,12 @@ impl AuthService {
     /// | behind otherwise | theft: revoke per [`TheftScope`], 403 |
     /// | session revoked, expired or unknown | 401 INVALID_TOKEN |
     pub async fn refresh(&self, token: &str, client: &ClientInfo) -> Result<Tokens, AuthError> {
+        let out = self.refresh_checked(token, client).await;
+        metrics::counter!("fraise_refreshes_total", "outcome" => outcome(out.as_ref().err())).increment(1);
+        out
+    }
+
+    async fn refresh_checked(&self, token: &str, client: &ClientInfo) -> Result<Tokens, AuthError> {
         let presented = self.refresh.parse(token, self.tenant())?;
         let now = self.clock.now();
         let expires_at = now + self.settings.refresh_ttl;
@@ -490,6 +527,7 @@ impl AuthService {
         };
         tracing::warn!(user = %session.user_id, session = %session.id, presented, current = session.refresh_counter,
             revoked, "refresh token reuse detected");
+        metrics::counter!("fraise_token_theft_detected_total").increment(1);
         self.audit(
             "token_theft_detected",
             Some(session.user_id),

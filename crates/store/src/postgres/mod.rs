@@ -551,6 +551,14 @@ impl StoreHealth for PgStore {
     fn backend(&self) -> &'static str {
         "postgres"
     }
+
+    fn pool_usage(&self) -> fraise_core::store::PoolUsage {
+        fraise_core::store::PoolUsage {
+            open: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        }
+    }
 }
 
 #[cfg(test)]
