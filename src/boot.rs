@@ -159,6 +159,7 @@ pub fn state(cfg: &Config, auth: AuthService, tenants: Option<Arc<Tenants>>) -> 
             refresh_cookie_max_age: cfg.refresh_ttl_days * 86_400,
             max_concurrent_requests: cfg.max_concurrent_requests,
             tenancy: cfg.tenancy.clone(),
+            docs: cfg.docs_enabled,
         },
     )
     .map_err(anyhow::Error::msg)?;
