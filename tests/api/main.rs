@@ -14,6 +14,7 @@ mod hashing;
 mod lockout;
 mod logout;
 mod maintenance;
+mod openapi;
 mod outage;
 mod protection;
 mod refresh;
