@@ -311,8 +311,9 @@ mod tests {
             let (status, code) = status_and_code(e);
             assert!(listed(code, status.as_u16()), "{code} {status}");
         }
-        // The statuses the layers produce (for_status's catch-all BAD_REQUEST is not an API code:
-        // it answers only an extractor rejection none of our routes can produce as text).
+        // The statuses the layers produce. Not listed: for_status's catch-all `BAD_REQUEST`, which
+        // is not an API.md code; it answers an axum rejection the envelope guard rewrites, e.g.
+        // `DELETE /auth/sessions/%FF` with a valid bearer (a path that is not UTF-8).
         for status in [404, 405, 408, 413, 415, 401, 429, 503, 500] {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let e = ApiError::for_status(status);
