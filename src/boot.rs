@@ -208,6 +208,7 @@ pub fn state(cfg: &Config, auth: AuthService, tenants: Option<Arc<Tenants>>) -> 
             tenancy: cfg.tenancy.clone(),
             metrics_route: cfg.metrics_enabled && cfg.metrics_bind.is_none(),
             metrics_token: cfg.metrics_token.as_ref().map(|t| fraise_http::MetricsToken(t.expose_secret().to_owned())),
+            docs: cfg.docs_enabled,
         },
     )
     .map_err(anyhow::Error::msg)?;

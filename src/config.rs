@@ -154,6 +154,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "`ADDR:PORT` to serve `/metrics` on its own listener (e.g. `127.0.0.1:9100`) instead of the main port",
     ),
     ("METRICS_TOKEN", "", "bearer token `/metrics` requires (`Authorization: Bearer …`); unset = no token"),
+    (
+        "DOCS_ENABLED",
+        "true",
+        "serve the API docs page (Swagger UI, assets in the binary) at `/docs`; `/openapi.json` is always served",
+    ),
     ("LOG_LEVEL", "info", "`error`..`trace`, or a tracing filter such as `info,sqlx=debug`"),
     ("LOG_FORMAT", "pretty", "`pretty` or `json`"),
 ];
@@ -368,6 +373,8 @@ pub struct Config {
     pub limits: Option<fraise_http::limits::LimitSettings>,
     pub token_transport: fraise_http::cookies::TokenTransport,
     pub csrf: bool,
+    /// Serve `/docs` (`DOCS_ENABLED`).
+    pub docs_enabled: bool,
     pub auth_prefix: String,
     pub max_body_bytes: usize,
     pub request_timeout_seconds: u64,
@@ -554,6 +561,7 @@ impl Config {
                 }
             },
             csrf: s.bool("ENABLE_CSRF_PROTECTION", e),
+            docs_enabled: s.bool("DOCS_ENABLED", e),
             smtp_url: s.opt("SMTP_URL").map(SecretString::from),
             lockout: lockout(s, e),
             forgot_per_client_per_hour: s

@@ -17,6 +17,7 @@ mod lockout;
 mod logout;
 mod maintenance;
 mod metrics;
+mod openapi;
 mod outage;
 mod protection;
 mod refresh;

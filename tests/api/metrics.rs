@@ -41,7 +41,10 @@ async fn metrics_count_requests_by_route_template_and_outcomes(backend: Backend)
     assert!(delta(r#"fraise_refreshes_total{outcome="success"}"#) >= 1.0);
     assert!(delta("fraise_registrations_total") >= 1.0);
     assert!(delta(r#"fraise_http_requests_total{method="POST",route="/auth/login",status="401"}"#) >= 1.0, "{after}");
-    assert!(delta(r#"fraise_http_requests_total{method="DELETE",route="/auth/sessions/{session_id}""#) >= 1.0, "{after}");
+    assert!(
+        delta(r#"fraise_http_requests_total{method="DELETE",route="/auth/sessions/{session_id}""#) >= 1.0,
+        "{after}"
+    );
     assert!(delta(r#"fraise_http_requests_total{method="GET",route="unmatched",status="404"}"#) >= 1.0);
     assert!(!after.contains(&id.to_string()), "a raw path became a label");
     assert!(!after.contains("/no/such/path"), "a raw path became a label");

@@ -1,15 +1,17 @@
-//! Request and response bodies, exactly as API.md spells them.
+//! Request and response bodies, exactly as API.md spells them; each is also a schema of the
+//! OpenAPI document (`ToSchema`), so the document describes the types that are really serialized.
 use chrono::{DateTime, SecondsFormat, Utc};
 use fraise_core::model::User;
 use fraise_core::service::{Authenticated, Tokens};
 use serde::{Deserialize, Serialize, Serializer};
+use utoipa::ToSchema;
 
 /// RFC 3339, UTC, milliseconds: `2025-01-22T10:00:00.000Z`.
 pub fn rfc3339_ms<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct RegisterRequest {
     pub email: String,
     pub password: String,
@@ -17,20 +19,20 @@ pub struct RegisterRequest {
     pub name: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct LoginRequest {
     pub email: String,
     pub password: String,
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, ToSchema)]
 pub struct RefreshRequest {
     /// Absent when the token travels in the cookie.
     #[serde(default)]
     pub refresh_token: Option<String>,
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, ToSchema)]
 pub struct LogoutRequest {
     #[serde(default)]
     pub refresh_token: Option<String>,
@@ -38,17 +40,20 @@ pub struct LogoutRequest {
     pub all: Option<bool>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserBody {
     pub id: String,
     pub email: String,
     pub name: Option<String>,
     pub roles: Vec<String>,
     pub permissions: Vec<String>,
+    /// A JSON object.
+    #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
     pub is_active: bool,
     pub email_verified: bool,
     #[serde(serialize_with = "rfc3339_ms")]
+    #[schema(example = "2025-01-22T10:00:00.000Z")]
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "rfc3339_ms")]
     pub updated_at: DateTime<Utc>,
@@ -71,12 +76,14 @@ impl From<&User> for UserBody {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TokenBody {
     pub access_token: String,
     /// Left out when `TOKEN_TRANSPORT=cookie`: then it travels only in the HttpOnly cookie.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+    /// Always `bearer`.
+    #[schema(example = "bearer")]
     pub token_type: &'static str,
     #[serde(serialize_with = "rfc3339_ms")]
     pub expires_at: DateTime<Utc>,
@@ -93,7 +100,7 @@ impl From<Tokens> for TokenBody {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AuthBody {
     pub user: UserBody,
     #[serde(flatten)]
@@ -106,7 +113,7 @@ impl From<Authenticated> for AuthBody {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MessageBody {
     pub message: &'static str,
 }
@@ -140,7 +147,7 @@ impl std::fmt::Debug for LogoutRequest {
 }
 
 /// The device behind a session, parsed from its User-Agent (woothee); `null` where unknown.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DeviceInfo {
     pub user_agent: Option<String>,
     pub platform: Option<String>,
@@ -159,12 +166,14 @@ impl DeviceInfo {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SessionBody {
+    #[schema(example = "sess_6f1c2b1e-8a43-4a55-9d2e-4c1b2a3d4e5f")]
     pub id: String,
     pub device_info: DeviceInfo,
     pub ip_address: Option<String>,
     #[serde(serialize_with = "rfc3339_ms")]
+    #[schema(example = "2025-01-22T10:00:00.000Z")]
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "rfc3339_ms")]
     pub last_active: DateTime<Utc>,
@@ -184,43 +193,59 @@ impl SessionBody {
     }
 }
 
-#[derive(Deserialize)]
+/// `GET /auth/sessions`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionList {
+    pub sessions: Vec<SessionBody>,
+}
+
+/// `DELETE /auth/sessions`: every session but the current one.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevokedSessions {
+    pub message: &'static str,
+    pub revoked_count: u64,
+}
+
+#[derive(Deserialize, ToSchema)]
 pub struct ChangePasswordRequest {
     pub current_password: String,
     pub new_password: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct EmailRequest {
     pub email: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct OptionalEmail {
     #[serde(default)]
     pub email: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct ResetPasswordRequest {
     pub token: String,
     pub new_password: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct TokenRequest {
     pub token: String,
 }
 
 /// `PATCH /auth/me`: only these two fields; anything else is refused, not ignored, so a client
 /// that tries to set `roles` or `email` learns it cannot.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchMeRequest {
     /// Absent: unchanged; `null`: cleared; a string: set.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     pub name: Option<Option<String>>,
+    /// A JSON object of at most 16 KiB; absent: unchanged.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
 }
 

@@ -10,6 +10,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use fraise_core::AuthError;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// An error on its way to the client.
 #[derive(Debug)]
@@ -21,17 +22,82 @@ pub struct ApiError {
     pub retry_after: Option<Duration>,
 }
 
-#[derive(Serialize)]
+/// Every code this server answers with, its usual status, and when (API.md's table, for what is
+/// built). `INVALID_TOKEN` is 400 at logout. The OpenAPI document takes its code enum and its
+/// error descriptions from here.
+pub const CODES: &[(&str, u16, &str)] = &[
+    (
+        "VALIDATION_ERROR",
+        400,
+        "Malformed JSON, a missing or mistyped field, a bad email, a weak password at register, an oversize field",
+    ),
+    ("EMAIL_ALREADY_EXISTS", 409, "An account with this email exists (case-insensitive)"),
+    ("INVALID_CREDENTIALS", 401, "Wrong email or password: one answer for both"),
+    ("ACCOUNT_LOCKED", 423, "Too many failed logins on this account from this client; see Retry-After"),
+    ("ACCOUNT_DISABLED", 403, "The account is disabled"),
+    ("EMAIL_NOT_VERIFIED", 403, "The email is not verified and REQUIRE_EMAIL_VERIFICATION is on"),
+    ("RATE_LIMITED", 429, "A rate limit tripped; see Retry-After"),
+    ("UNAUTHORIZED", 401, "No or malformed Authorization header"),
+    (
+        "INVALID_TOKEN",
+        401,
+        "Bad signature, wrong type, unknown or revoked session, wrong tenant, malformed refresh token (400 at logout)",
+    ),
+    ("TOKEN_EXPIRED", 401, "The access token has expired"),
+    ("TOKEN_THEFT_DETECTED", 403, "A rotated refresh token was replayed outside the grace window: sessions revoked"),
+    ("INVALID_RESET_TOKEN", 400, "Reset or verification token unknown, used or expired"),
+    ("WEAK_PASSWORD", 400, "The new password fails the password policy"),
+    ("SESSION_NOT_FOUND", 404, "Not the caller's session, or already revoked"),
+    ("CANNOT_REVOKE_CURRENT_SESSION", 403, "The session in use cannot be revoked here: use logout"),
+    ("NOT_FOUND", 404, "Unknown route"),
+    ("METHOD_NOT_ALLOWED", 405, "Known route, unsupported method"),
+    ("REQUEST_TIMEOUT", 408, "The request took longer than REQUEST_TIMEOUT_SECONDS"),
+    ("PAYLOAD_TOO_LARGE", 413, "Body over MAX_BODY_BYTES"),
+    ("UNSUPPORTED_MEDIA_TYPE", 415, "A body that is not application/json"),
+    ("CSRF_FAILED", 403, "CSRF protection is on and X-CSRF-Token is missing or differs from the csrf_token cookie"),
+    ("TENANT_NOT_FOUND", 404, "The named tenant does not exist"),
+    (
+        "SERVICE_UNAVAILABLE",
+        503,
+        "Database unreachable, hashing queue full, or the server at capacity; see Retry-After",
+    ),
+    ("INTERNAL_ERROR", 500, "Anything else (the cause is logged, never shown)"),
+];
+
+/// The error envelope as it goes on the wire (and, renamed, in the OpenAPI document).
+#[derive(Serialize, ToSchema)]
+#[schema(as = ErrorEnvelope)]
 struct Envelope<'a> {
     detail: Detail<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = ErrorDetail)]
 struct Detail<'a> {
+    /// One of the codes of API.md.
+    #[schema(schema_with = code_schema)]
     code: &'a str,
+    /// For humans; never shows internals.
     message: &'a str,
+    /// The input field at fault, where exactly one is.
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
+}
+
+fn code_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(CODES.iter().map(|c| c.0)))
+        .build()
+}
+
+/// The envelope's schemas, named as the document references them (`ErrorEnvelope`, `ErrorDetail`).
+pub fn envelope_schemas() -> Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)> {
+    use utoipa::PartialSchema as _;
+    vec![
+        (<Envelope as ToSchema>::name().into_owned(), Envelope::schema()),
+        (<Detail as ToSchema>::name().into_owned(), Detail::schema()),
+    ]
 }
 
 impl ApiError {
@@ -215,6 +281,45 @@ mod tests {
             let (s, c) = status_and_code(&e);
             assert_eq!((s.as_u16(), c), (status, code), "{e:?}");
         }
+    }
+
+    #[test]
+    fn every_code_the_mappings_produce_is_in_the_code_table_with_its_status() {
+        let listed = |code: &str, status: u16| CODES.iter().any(|c| c.0 == code && c.1 == status);
+        let domain = [
+            AuthError::validation("email", "x"),
+            AuthError::EmailAlreadyExists,
+            AuthError::InvalidCredentials,
+            AuthError::AccountLocked { retry_after: Duration::from_secs(3) },
+            AuthError::AccountDisabled,
+            AuthError::EmailNotVerified,
+            AuthError::Unauthorized,
+            AuthError::InvalidToken("x"),
+            AuthError::TokenExpired,
+            AuthError::TokenTheftDetected,
+            AuthError::SessionNotFound,
+            AuthError::CannotRevokeCurrentSession,
+            AuthError::InvalidResetToken,
+            AuthError::WeakPassword("x".into()),
+            AuthError::RateLimited { retry_after: Duration::from_secs(9) },
+            AuthError::TenantNotFound,
+            AuthError::Busy { retry_after: Duration::from_secs(1) },
+            AuthError::Unavailable("x".into()),
+            AuthError::Internal("x".into()),
+        ];
+        for e in &domain {
+            let (status, code) = status_and_code(e);
+            assert!(listed(code, status.as_u16()), "{code} {status}");
+        }
+        // The statuses the layers produce. Not listed: for_status's catch-all `BAD_REQUEST`, which
+        // is not an API.md code; it answers an axum rejection the envelope guard rewrites, e.g.
+        // `DELETE /auth/sessions/%FF` with a valid bearer (a path that is not UTF-8).
+        for status in [404, 405, 408, 413, 415, 401, 429, 503, 500] {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let e = ApiError::for_status(status);
+            assert!(listed(e.code, status.as_u16()), "{} {status}", e.code);
+        }
+        assert!(listed("CSRF_FAILED", 403));
     }
 
     #[test]

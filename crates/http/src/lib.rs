@@ -17,15 +17,19 @@
 //! | [`limits`] | GCRA rate limits per client, general and auth buckets |
 //! | [`tenancy`] | which tenant a request is for, and its service |
 //! | [`cookies`] | refresh token in an HttpOnly cookie, double-submit CSRF |
+//! | [`openapi`] | the OpenAPI document, generated from the handlers at start-up |
+//! | [`docs`] | `/docs`: Swagger UI, served from the binary |
 #![forbid(unsafe_code)]
 
 pub mod cookies;
+pub mod docs;
 pub mod dto;
 pub mod error;
 pub mod extract;
 mod layers;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 pub mod protect;
 pub mod routes;
 pub mod tenancy;
@@ -37,6 +41,8 @@ use axum::Router;
 use axum::extract::FromRef;
 use fraise_core::AuthService;
 use tokio::net::TcpListener;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt as _};
+use utoipa_axum::routes;
 
 pub use error::ApiError;
 pub use extract::{AuthUser, JsonBody};
@@ -70,6 +76,8 @@ pub struct HttpConfig {
     pub metrics_route: bool,
     /// Bearer token `/metrics` requires (`METRICS_TOKEN`).
     pub metrics_token: Option<MetricsToken>,
+    /// Serve the Swagger UI page at `/docs` (`DOCS_ENABLED`); `/openapi.json` is always served.
+    pub docs: bool,
 }
 
 /// The `/metrics` bearer token; `Debug` does not show it.
@@ -109,6 +117,7 @@ impl Default for HttpConfig {
             tenancy: tenancy::TenantResolution::None,
             metrics_route: true,
             metrics_token: None,
+            docs: true,
         }
     }
 }
@@ -149,16 +158,37 @@ impl FromRef<AppState> for AuthService {
     }
 }
 
+/// Every API route, each registered from its own `#[utoipa::path]` (see [`openapi`]): the router
+/// and the document cannot list different routes, because both come from this one value.
+pub fn documented_routes(state: &AppState, document: &openapi::Document) -> OpenApiRouter<AppState> {
+    let auth =
+        routes::auth::router().route_layer(axum::middleware::from_fn_with_state(state.clone(), tenancy::tenant_layer));
+    let router = OpenApiRouter::new()
+        .nest(&state.http.auth_prefix, auth)
+        .merge(routes::health::router())
+        .merge(routes::jwks::router())
+        .routes(routes!(openapi::openapi_json).layer(axum::Extension(document.clone())));
+    if state.http.metrics_route { router.routes(routes!(metrics::render)) } else { router }
+}
+
+/// The OpenAPI document of this deployment (`GET /openapi.json` serves it, serialized).
+pub fn openapi(state: &AppState) -> utoipa::openapi::OpenApi {
+    let doc = documented_routes(state, &openapi::Document::default()).into_openapi();
+    openapi::finish(doc, &state.http)
+}
+
 /// The routes, without the cross-cutting layers (see [`with_layers`]); useful to add routes
 /// that must sit under the same layers.
 pub fn routes(state: &AppState) -> Router<AppState> {
-    let auth =
-        routes::auth::router().route_layer(axum::middleware::from_fn_with_state(state.clone(), tenancy::tenant_layer));
-    let mut router = Router::new().nest(&state.http.auth_prefix, auth).merge(routes::health::router());
-    if state.http.metrics_route {
-        router = router.route("/metrics", axum::routing::get(metrics::render));
+    let document = openapi::Document::default();
+    let (router, doc) = documented_routes(state, &document).split_for_parts();
+    let doc = openapi::finish(doc, &state.http);
+    match serde_json::to_vec(&doc) {
+        // The slot is new: nothing else can have filled it.
+        Ok(json) => drop(document.0.set(json.into())),
+        Err(e) => tracing::error!(error = %e, "cannot serialize the OpenAPI document; /openapi.json will answer 500"),
     }
-    router.merge(routes::jwks::router())
+    if state.http.docs { router.merge(docs::router("/openapi.json")) } else { router }
 }
 
 /// The complete application: routes, fallback, and every layer.

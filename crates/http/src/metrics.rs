@@ -96,7 +96,22 @@ pub async fn track(req: Request, next: Next) -> Response {
     res
 }
 
-/// `GET /metrics`: 401 without the right bearer when `METRICS_TOKEN` is set.
+crate::openapi::error_set!(
+    /// `METRICS_TOKEN` is set and the bearer is missing or wrong.
+    MetricsErrors = &[(401, "UNAUTHORIZED")]
+);
+
+/// Prometheus metrics in the text exposition format (401 without the right bearer when
+/// `METRICS_TOKEN` is set; absent when `METRICS_BIND` serves them on another listener).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "meta",
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4.", content_type = "text/plain", body = String),
+        MetricsErrors,
+    )
+)]
 pub async fn render(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     if let Some(expected) = &state.http.metrics_token {
         let presented = headers

@@ -4,7 +4,9 @@
 //!   is `X-Forwarded-For` read, right to left, skipping trusted hops: the first untrusted address
 //!   is the client. A client cannot choose its own key by sending the header itself.
 //! - Security headers on every response, errors included; HSTS when the request reached us over
-//!   HTTPS (a trusted proxy's `X-Forwarded-Proto: https`) or when `HSTS_ALWAYS` is set.
+//!   HTTPS (a trusted proxy's `X-Forwarded-Proto: https`) or when `HSTS_ALWAYS` is set. The one
+//!   exception: the `/docs` pages keep the CSP they set themselves (`docs::DOCS_CSP`), which lets
+//!   them load their own scripts and styles; no other route can relax the policy.
 //! - CORS for the configured origins only, with credentials; never `*` with credentials.
 use std::net::{IpAddr, SocketAddr};
 
@@ -110,6 +112,7 @@ pub async fn client_layer(State(p): State<std::sync::Arc<Protection>>, mut req: 
     if let Some(c) = client {
         req.extensions_mut().insert(c);
     }
+    let docs_page = crate::docs::is_docs_path(req.uri().path());
     let mut res = next.run(req).await;
     if p.security_headers {
         let h = res.headers_mut();
@@ -120,7 +123,8 @@ pub async fn client_layer(State(p): State<std::sync::Arc<Protection>>, mut req: 
         set(h, header::X_FRAME_OPTIONS, "DENY");
         set(h, header::X_XSS_PROTECTION, "1; mode=block");
         set(h, header::REFERRER_POLICY, "strict-origin-when-cross-origin");
-        if let Ok(csp) = HeaderValue::from_str(&p.csp) {
+        let own_policy = docs_page && h.contains_key(header::CONTENT_SECURITY_POLICY);
+        if let (false, Ok(csp)) = (own_policy, HeaderValue::from_str(&p.csp)) {
             h.insert(header::CONTENT_SECURITY_POLICY, csp);
         }
         if p.hsts_always || client.is_some_and(|c| c.https) {

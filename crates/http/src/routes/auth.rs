@@ -1,31 +1,63 @@
 //! `/auth/*`: register, login, refresh, logout, me. Handlers only translate: every decision is
 //! the service's.
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use fraise_core::service::LogoutRequest as Logout;
 use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::dto::{
     AuthBody, LoginRequest, LogoutRequest, MessageBody, RefreshRequest, RegisterRequest, TokenBody, UserBody,
 };
 use crate::error::ApiError;
 use crate::extract::{Auth, AuthUser, Client, JsonBody, MaybeAuthUser, OptionalJsonBody};
+use crate::openapi::{BearerErrors, error_set};
 use crate::{AppState, cookies};
+
+error_set!(RegisterErrors = &[(400, "VALIDATION_ERROR"), (409, "EMAIL_ALREADY_EXISTS")]);
+error_set!(
+    LoginErrors = &[
+        (400, "VALIDATION_ERROR"),
+        (401, "INVALID_CREDENTIALS"),
+        (403, "ACCOUNT_DISABLED"),
+        (403, "EMAIL_NOT_VERIFIED"),
+        (423, "ACCOUNT_LOCKED"),
+    ]
+);
+error_set!(
+    RefreshErrors = &[
+        (400, "VALIDATION_ERROR"),
+        (401, "INVALID_TOKEN"),
+        (403, "TOKEN_THEFT_DETECTED"),
+        (403, "ACCOUNT_DISABLED"),
+        (403, "EMAIL_NOT_VERIFIED"),
+    ]
+);
+error_set!(
+    /// Token problems are 400 here (`ApiError::at_logout`); a bearer alone that fails is 401.
+    LogoutErrors = &[
+        (400, "VALIDATION_ERROR"),
+        (400, "INVALID_TOKEN"),
+        (401, "UNAUTHORIZED"),
+        (403, "TOKEN_THEFT_DETECTED"),
+        (403, "ACCOUNT_DISABLED"),
+    ]
+);
 
 /// Token-bearing responses must not be cached by browsers or proxies (RFC 6749 §5.1); the whole
 /// group gets `Cache-Control: no-store` and `Pragma: no-cache`.
-pub fn router() -> Router<AppState> {
+pub fn router() -> OpenApiRouter<AppState> {
     let no_store = SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     let no_cache = SetResponseHeaderLayer::overriding(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    Router::new()
-        .route("/register", post(register))
-        .route("/login", post(login))
-        .route("/refresh", post(refresh))
-        .route("/logout", post(logout))
-        .route("/me", get(me).patch(super::account::patch_me))
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(me, super::account::patch_me))
         .merge(super::sessions::router())
         .merge(super::account::router())
         .layer(no_store)
@@ -61,6 +93,17 @@ fn presented_refresh(state: &AppState, headers: &HeaderMap, body: Option<String>
     })
 }
 
+/// Creates an account and its first session.
+#[utoipa::path(
+    post,
+    path = "/register",
+    tag = "auth",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Account created, logged in. With `TOKEN_TRANSPORT=cookie` the refresh token is only in the `fraise_refresh` cookie (`Set-Cookie`).", body = AuthBody),
+        RegisterErrors,
+    )
+)]
 async fn register(
     State(state): State<AppState>,
     Auth(auth): Auth,
@@ -71,6 +114,17 @@ async fn register(
     Ok(deliver(&state, StatusCode::CREATED, out.tokens.into(), Some(UserBody::from(&out.user))))
 }
 
+/// Starts a session.
+#[utoipa::path(
+    post,
+    path = "/login",
+    tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in. With `TOKEN_TRANSPORT=cookie` the refresh token is only in the `fraise_refresh` cookie (`Set-Cookie`).", body = AuthBody),
+        LoginErrors,
+    )
+)]
 async fn login(
     State(state): State<AppState>,
     Auth(auth): Auth,
@@ -81,6 +135,19 @@ async fn login(
     Ok(deliver(&state, StatusCode::OK, out.tokens.into(), Some(UserBody::from(&out.user))))
 }
 
+/// Rotates the refresh token: the presented one is spent, a new pair is issued. Replaying a spent
+/// token (outside the grace window) is theft and revokes sessions.
+#[utoipa::path(
+    post,
+    path = "/refresh",
+    tag = "auth",
+    request_body(content = Option<RefreshRequest>, description = "May be empty when the token travels in the cookie."),
+    params(("fraise_refresh" = Option<String>, Cookie, description = "The refresh token, with `TOKEN_TRANSPORT=cookie` or `both` (read when the body names none).")),
+    responses(
+        (status = 200, description = "A new token pair.", body = TokenBody),
+        RefreshErrors,
+    )
+)]
 async fn refresh(
     State(state): State<AppState>,
     Auth(auth): Auth,
@@ -94,9 +161,23 @@ async fn refresh(
     Ok(deliver(&state, StatusCode::OK, tokens.into(), None))
 }
 
+/// Ends a session, or every session of the user.
+///
 /// `{"refresh_token"}` (or the cookie) ends that session; a bearer alone ends its own session; a
 /// bearer with `{"all": true}` ends every session of the user. A bearer that no longer verifies is
 /// ignored when a refresh token is given (logging out with an expired access token is normal).
+#[utoipa::path(
+    post,
+    path = "/logout",
+    tag = "auth",
+    request_body(content = Option<LogoutRequest>, description = "May be empty with a bearer alone, or when the token travels in the cookie."),
+    params(("fraise_refresh" = Option<String>, Cookie, description = "The refresh token, with `TOKEN_TRANSPORT=cookie` or `both`.")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Logged out (cookies cleared with cookie transport).", body = MessageBody, example = json!({"message": "Successfully logged out"})),
+        LogoutErrors,
+    )
+)]
 async fn logout(
     State(state): State<AppState>,
     Auth(auth): Auth,
@@ -125,6 +206,14 @@ async fn logout(
     Ok(res)
 }
 
+/// The caller's account.
+#[utoipa::path(
+    get,
+    path = "/me",
+    tag = "account",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The caller.", body = UserBody), BearerErrors)
+)]
 async fn me(AuthUser(p): AuthUser) -> Json<UserBody> {
     Json(UserBody::from(&p.user))
 }
