@@ -266,3 +266,69 @@ async fn doctor_checks_the_signing_keys_of_asymmetric_algorithms() {
     assert!(ok, "{out}");
     assert!(line(&out, "signing keys").starts_with("✅ signing keys: EdDSA: signing kid "), "{out}");
 }
+
+/// At debug level (SQL statements included) the log shows no password, token or secret, and
+/// every line of a request carries its request id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_logs_carry_request_ids_and_no_secret() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let log = app.data_dir.join("server.log");
+    let port = free_port();
+    let file = std::fs::File::create(&log).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fraise-auth"));
+    cmd.args(["serve", "--port", &port.to_string()])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATA_DIR", &app.data_dir)
+        .env("JWT_SECRET_KEY", SECRET)
+        .env("ARGON2_MEMORY_COST", "8192")
+        .env("ARGON2_TIME_COST", "1")
+        .env("ARGON2_PARALLELISM", "1")
+        .env("LOG_LEVEL", "debug")
+        .env("LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::null())
+        .stderr(file);
+    if let fraise_auth::config::Database::Postgres { schema, .. } = &app.config.database {
+        cmd.env("DATABASE_URL", pg_url()).env("DEFAULT_SCHEMA", schema);
+    }
+    let server = Server(cmd.spawn().unwrap());
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..200 {
+        if reqwest::get(format!("{base}/health/ready")).await.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: serde_json::Value| http.post(format!("{base}/auth{path}")).json(&body).send();
+    let reg: serde_json::Value = post("/register", json!({"email": "log@example.com", "password": PASSWORD}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let refresh = reg["refresh_token"].as_str().unwrap().to_owned();
+    let access = reg["access_token"].as_str().unwrap().to_owned();
+    post("/login", json!({"email": "log@example.com", "password": "WrongPass1!"})).await.unwrap();
+    let rotated: serde_json::Value =
+        post("/refresh", json!({"refresh_token": refresh})).await.unwrap().json().await.unwrap();
+    let refresh2 = rotated["refresh_token"].as_str().unwrap().to_owned();
+    post("/forgot-password", json!({"email": "log@example.com"})).await.unwrap();
+    let reset = app.outbox_tokens("/reset-password", 1).await.remove(0);
+    post("/reset-password", json!({"token": reset, "new_password": "BrandNew789!"})).await.unwrap();
+    drop(server);
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("SELECT") || text.contains("UPDATE"), "SQL statements are logged at debug");
+    for secret in [PASSWORD, "WrongPass1!", "BrandNew789!", SECRET, &refresh, &refresh2, &access, &reset] {
+        assert!(!text.contains(secret), "the log contains a secret ({}...)", &secret[..6]);
+    }
+    // Every event logged inside a request's span names the request id.
+    let in_request: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["span"]["name"] == "request")
+        .collect();
+    assert!(in_request.len() >= 10, "{} request lines", in_request.len());
+    assert!(in_request.iter().all(|v| v["span"]["id"].as_str().is_some_and(|id| id.len() == 36)), "{text}");
+}

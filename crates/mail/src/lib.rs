@@ -1,7 +1,7 @@
 //! fraise-mail: how fraise-auth's emails leave the process.
 //!
 //! - [`Outbox`] (the default): each message is written as an `.eml` file under
-//!   `DATA_DIR/outbox/` and its link is logged, so reset and verification work, and are testable,
+//!   `DATA_DIR/outbox/` (the log names the file), so reset and verification work, and are testable,
 //!   without a mail server.
 //! - [`Smtp`]: `SMTP_URL` such as `smtp://user:pass@host:587` (STARTTLS), `smtps://…:465`
 //!   (implicit TLS) or `smtp://host:25?tls=none` (plain, for a relay on localhost), via lettre.
@@ -64,8 +64,8 @@ impl Mailer for Outbox {
     async fn send(&self, m: Message) -> Result<(), MailError> {
         let email = build(&self.from, &m)?;
         let id = self.transport.send(email).await.map_err(|e| MailError(e.to_string()))?;
-        // The outbox exists for development: the link in the log is the point.
-        tracing::info!(to = %m.to, subject = %m.subject, link = %m.link, file = %self.dir.join(format!("{id}.eml")).display(), "email written to the outbox");
+        // The link carries a single-use token: it stays in the file, never in the log.
+        tracing::info!(to = %m.to, subject = %m.subject, file = %self.dir.join(format!("{id}.eml")).display(), "email written to the outbox (the link is in the file)");
         Ok(())
     }
 
