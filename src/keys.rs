@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use fraise_core::tokens::{JwtAlgorithm, KeyRing, PrivateKey};
 use secrecy::ExposeSecret as _;
 
-use crate::config::Config;
+use crate::config::{Config, write_private};
 
 /// Name of the file naming the signing kid.
 pub const CURRENT: &str = "current";
@@ -213,20 +213,6 @@ pub fn access_keys(cfg: &Config, secret: &[u8], first: FirstKey) -> anyhow::Resu
     dir.ring(alg)
         .map_err(anyhow::Error::msg)?
         .ok_or_else(|| anyhow::anyhow!("the key just generated in {} cannot be read back", dir.path().display()))
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-    f.write_all(contents.as_bytes())?;
-    f.sync_all()
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    std::fs::write(path, contents)
 }
 
 #[cfg(test)]

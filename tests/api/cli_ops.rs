@@ -3,7 +3,7 @@ use serde_json::json;
 use sqlx::Connection as _;
 
 use crate::both_backends;
-use crate::helpers::{Backend, PASSWORD, SECRET, TestApp, cli, cli_with, pg_url};
+use crate::helpers::{Backend, PASSWORD, SECRET, TestApp, cli, cli_with, command, pg_url};
 
 both_backends!(
     doctor_is_green_on_a_healthy_setup,
@@ -195,24 +195,8 @@ pub async fn serve_on(app: &TestApp, port: u16, env: &[(&str, &str)]) -> Server 
 }
 
 async fn serve_at(app: &TestApp, port: u16, env: &[(&str, &str)], wait_ready: bool) -> (Server, String) {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fraise-auth"));
-    cmd.args(["serve", "--port", &port.to_string()])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATA_DIR", &app.data_dir)
-        .env("JWT_SECRET_KEY", SECRET)
-        .env("ARGON2_MEMORY_COST", "8192")
-        .env("ARGON2_TIME_COST", "1")
-        .env("ARGON2_PARALLELISM", "1")
-        .env("LOG_LEVEL", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    if let fraise_auth::config::Database::Postgres { schema, .. } = &app.config.database {
-        cmd.env("DATABASE_URL", pg_url()).env("DEFAULT_SCHEMA", schema);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+    let mut cmd = command(app, &["serve", "--port", &port.to_string()], env);
+    cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
     let server = Server(cmd.spawn().unwrap());
     let url = format!("http://127.0.0.1:{port}");
     let probe = if wait_ready { "/health/ready" } else { "/health/live" };
@@ -275,22 +259,9 @@ async fn debug_logs_carry_request_ids_and_no_secret() {
     let log = app.data_dir.join("server.log");
     let port = free_port();
     let file = std::fs::File::create(&log).unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fraise-auth"));
-    cmd.args(["serve", "--port", &port.to_string()])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATA_DIR", &app.data_dir)
-        .env("JWT_SECRET_KEY", SECRET)
-        .env("ARGON2_MEMORY_COST", "8192")
-        .env("ARGON2_TIME_COST", "1")
-        .env("ARGON2_PARALLELISM", "1")
-        .env("LOG_LEVEL", "debug")
-        .env("LOG_FORMAT", "json")
-        .stdout(std::process::Stdio::null())
-        .stderr(file);
-    if let fraise_auth::config::Database::Postgres { schema, .. } = &app.config.database {
-        cmd.env("DATABASE_URL", pg_url()).env("DEFAULT_SCHEMA", schema);
-    }
+    let mut cmd =
+        command(&app, &["serve", "--port", &port.to_string()], &[("LOG_LEVEL", "debug"), ("LOG_FORMAT", "json")]);
+    cmd.stdout(std::process::Stdio::null()).stderr(file);
     let server = Server(cmd.spawn().unwrap());
     let base = format!("http://127.0.0.1:{port}");
     for _ in 0..200 {

@@ -389,9 +389,9 @@ pub fn cli(app: &TestApp, args: &[&str]) -> (bool, String) {
     cli_with(app, args, &[], None)
 }
 
-/// `cli` with extra environment variables and, optionally, text on standard input.
-pub fn cli_with(app: &TestApp, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> (bool, String) {
-    use std::io::Write as _;
+/// The `fraise-auth` binary with `args`, a clean environment pointing at `app`'s database and
+/// data folder, cheap Argon2 parameters, and `env` on top.
+pub fn command(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fraise-auth"));
     cmd.args(args)
         .env_clear()
@@ -401,16 +401,21 @@ pub fn cli_with(app: &TestApp, args: &[&str], env: &[(&str, &str)], stdin: Optio
         .env("ARGON2_MEMORY_COST", "8192")
         .env("ARGON2_TIME_COST", "1")
         .env("ARGON2_PARALLELISM", "1")
-        .env("LOG_LEVEL", "warn")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+        .env("LOG_LEVEL", "warn");
     if let fraise_auth::config::Database::Postgres { schema, .. } = &app.config.database {
         cmd.env("DATABASE_URL", pg_url()).env("DEFAULT_SCHEMA", schema);
     }
     for (k, v) in env {
         cmd.env(k, v);
     }
+    cmd
+}
+
+/// `cli` with extra environment variables and, optionally, text on standard input.
+pub fn cli_with(app: &TestApp, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> (bool, String) {
+    use std::io::Write as _;
+    let mut cmd = command(app, args, env);
+    cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run fraise-auth: {e}"));
     if let Some(mut input) = child.stdin.take() {
         let _ = input.write_all(stdin.unwrap_or("").as_bytes());
