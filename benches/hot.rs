@@ -4,6 +4,9 @@
 //!   variables, default the guide's m=102400 KiB, t=2, p=8); this is the cost of one login.
 //! - `jwt/sign`, `jwt/verify`: HS256 access tokens (every bearer request verifies one).
 //! - `refresh/mint`, `refresh/parse`: the HMAC refresh token (every refresh does both).
+//! - `http/route_health_live`: one request through the whole router and every layer (request id,
+//!   trace span, metrics, load shedding, limits, CSRF, envelope guard, security headers), no I/O.
+//! - `http/user_json`: the user object of `/auth/me`, built and encoded as JSON.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -53,5 +56,45 @@ fn refresh(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, argon2, jwt, refresh);
+fn http(c: &mut Criterion) {
+    use fraise_auth::boot::{self, Db};
+    use tower::ServiceExt as _;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_string_lossy().into_owned();
+    let secret = std::str::from_utf8(SECRET).unwrap();
+    let cfg = Config::from_sources(&Sources::from_pairs(&[("DATA_DIR", &data), ("JWT_SECRET_KEY", secret)])).unwrap();
+    let router = rt.block_on(async {
+        let db = Db::open(&cfg).await.unwrap();
+        db.migrate().await.unwrap();
+        let auth = boot::service(&cfg, db.store(), SECRET, std::sync::Arc::new(fraise_core::SystemClock)).unwrap();
+        fraise_http::app(boot::state(&cfg, auth, None).unwrap())
+    });
+    let mut g = c.benchmark_group("http");
+    g.bench_function("route_health_live", |b| {
+        b.iter(|| {
+            let req = axum::http::Request::get("/health/live").body(axum::body::Body::empty()).unwrap();
+            let res = rt.block_on(router.clone().oneshot(req)).unwrap();
+            assert_eq!(res.status(), 200);
+        })
+    });
+    let now = Utc::now();
+    let user = fraise_core::model::User {
+        id: Uuid::new_v4(),
+        email: "someone@example.com".into(),
+        password_hash: "$argon2id$v=19$m=102400,t=2,p=8$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".into(),
+        name: Some("Some One".into()),
+        roles: vec!["user".into(), "editor".into()],
+        permissions: vec!["posts:write".into()],
+        metadata: serde_json::json!({"plan": "pro", "locale": "fr"}),
+        is_active: true,
+        email_verified: true,
+        created_at: now,
+        updated_at: now,
+    };
+    g.bench_function("user_json", |b| b.iter(|| serde_json::to_vec(&fraise_http::dto::UserBody::from(&user)).unwrap()));
+    g.finish();
+}
+
+criterion_group!(benches, argon2, jwt, refresh, http);
 criterion_main!(benches);

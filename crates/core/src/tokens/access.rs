@@ -159,18 +159,26 @@ impl AccessTokens {
             return Err(AuthError::InvalidToken("algorithm not allowed"));
         }
         let kid = kid.ok_or(AuthError::InvalidToken("no key id"))?;
-        let key = self.keys.decoding(&kid).ok_or(AuthError::InvalidToken("unknown key id"))?;
-        let data = jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind as K;
-            AuthError::InvalidToken(match e.kind() {
-                K::InvalidSignature => "bad signature",
-                K::InvalidAlgorithm | K::InvalidAlgorithmName | K::UnsupportedAlgorithm => "algorithm not allowed",
-                K::MissingRequiredClaim(_) => "missing required claim",
-                K::InvalidClaimFormat(_) | K::Json(_) => "malformed claims",
-                _ => "malformed token",
-            })
-        })?;
-        let claims = data.claims;
+        let claims = match self.keys.hs256_mac(&kid) {
+            Some(mac) => verify_hs256(token, mac)?,
+            None => {
+                let key = self.keys.decoding(&kid).ok_or(AuthError::InvalidToken("unknown key id"))?;
+                jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation)
+                    .map_err(|e| {
+                        use jsonwebtoken::errors::ErrorKind as K;
+                        AuthError::InvalidToken(match e.kind() {
+                            K::InvalidSignature => "bad signature",
+                            K::InvalidAlgorithm | K::InvalidAlgorithmName | K::UnsupportedAlgorithm => {
+                                "algorithm not allowed"
+                            }
+                            K::MissingRequiredClaim(_) => "missing required claim",
+                            K::InvalidClaimFormat(_) | K::Json(_) => "malformed claims",
+                            _ => "malformed token",
+                        })
+                    })?
+                    .claims
+            }
+        };
         if claims.token_type != "access" {
             return Err(AuthError::InvalidToken("not an access token"));
         }
@@ -196,6 +204,23 @@ impl AccessTokens {
 }
 
 /// `alg` and `kid` of a JWT's header, decoded without any trust.
+/// HS256 (the header's `alg` and `kid` already checked): the HMAC of `header.payload` under the
+/// pre-keyed `mac`, compared in constant time, then the claims. Same rules as jsonwebtoken's
+/// decode: unpadded base64url, exactly three segments (checked by `header_fields`), `exp`, `sub`
+/// and the other non-optional claims required (here by their types).
+fn verify_hs256(token: &str, mac: &hmac::Hmac<sha2::Sha256>) -> Result<AccessClaims, AuthError> {
+    use hmac::Mac as _;
+    let malformed = AuthError::InvalidToken("malformed token");
+    let (signing_input, signature) = token.rsplit_once('.').ok_or(AuthError::InvalidToken("malformed token"))?;
+    let signature = B64.decode(signature).map_err(|_| AuthError::InvalidToken("malformed token"))?;
+    let mut mac = mac.clone();
+    mac.update(signing_input.as_bytes());
+    mac.verify_slice(&signature).map_err(|_| AuthError::InvalidToken("bad signature"))?;
+    let payload = signing_input.split_once('.').map(|(_, p)| p).ok_or(malformed)?;
+    let bytes = B64.decode(payload).map_err(|_| AuthError::InvalidToken("malformed token"))?;
+    serde_json::from_slice(&bytes).map_err(|_| AuthError::InvalidToken("malformed claims"))
+}
+
 fn header_fields(token: &str) -> Result<(String, Option<String>), AuthError> {
     let malformed = AuthError::InvalidToken("malformed token");
     let mut parts = token.split('.');

@@ -37,7 +37,9 @@ pub struct RefreshToken {
 /// Mints and parses refresh tokens under one derived key.
 #[derive(Clone)]
 pub struct RefreshTokens {
-    key: [u8; 32],
+    /// HMAC-SHA256 already keyed with the derived key: each tag clones it rather than
+    /// re-deriving the key pads (two SHA-256 blocks) per token.
+    keyed: HmacSha256,
 }
 
 impl std::fmt::Debug for RefreshTokens {
@@ -54,13 +56,13 @@ impl RefreshTokens {
             <HmacSha256 as KeyInit>::new_from_slice(&[0u8; 32]).unwrap_or_else(|_| unreachable!())
         });
         mac.update(KEY_LABEL);
-        let mut key = [0u8; 32];
-        key.copy_from_slice(&mac.finalize().into_bytes());
-        Self { key }
+        let key = mac.finalize().into_bytes();
+        let keyed = <HmacSha256 as KeyInit>::new_from_slice(&key).unwrap_or_else(|_| unreachable!());
+        Self { keyed }
     }
 
     fn tag(&self, tenant: &str, session: &[u8], counter: &[u8]) -> HmacSha256 {
-        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!());
+        let mut mac = self.keyed.clone();
         // Length-prefixed so that no (tenant, id) pair can collide with another.
         mac.update(&u32::try_from(tenant.len()).unwrap_or(u32::MAX).to_be_bytes());
         mac.update(tenant.as_bytes());

@@ -4,7 +4,9 @@
 //! (`"tenant".tb_user`) instead of relying on `search_path`, so one connection pool can serve any
 //! number of schemas. The schema name is the only text ever spliced into SQL, and only after
 //! [`SchemaName::parse`] accepted it; every value travels as a bind parameter.
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -113,6 +115,8 @@ pub struct PgStore {
     schema: SchemaName,
     /// `schema.quoted()`, computed once.
     q: String,
+    /// SQL text per template, for this schema (see [`PgStore::sql`]).
+    sql_cache: Arc<RwLock<HashMap<usize, Arc<str>>>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -152,7 +156,7 @@ impl PgStore {
     /// A store over an existing pool (another schema of the same database, for instance).
     pub fn with_pool(pool: PgPool, options: PgConnectOptions, schema: SchemaName) -> Self {
         let q = schema.quoted();
-        Self { pool, options, schema, q }
+        Self { pool, options, schema, q, sql_cache: Arc::default() }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -164,10 +168,23 @@ impl PgStore {
     }
 
     /// The one place SQL text is built at run time: `{s}` becomes the validated, quoted schema.
-    pub(super) fn sql(&self, template: &'static str) -> AssertSqlSafe<String> {
-        AssertSqlSafe(
-            template.replace("{s}", &self.q).replace("{user_cols}", USER_COLS).replace("{session_cols}", SESSION_COLS),
-        )
+    /// Built once per (store, template) and shared: a profile showed the three `replace`s on
+    /// every query as ~1.5% of a bearer request.
+    pub(super) fn sql(&self, template: &'static str) -> AssertSqlSafe<Arc<str>> {
+        // Keyed by the template's address: every template is a `'static` literal.
+        let key = template.as_ptr() as usize;
+        if let Some(hit) = self.sql_cache.read().ok().and_then(|m| m.get(&key).cloned()) {
+            return AssertSqlSafe(hit);
+        }
+        let built: Arc<str> = template
+            .replace("{s}", &self.q)
+            .replace("{user_cols}", USER_COLS)
+            .replace("{session_cols}", SESSION_COLS)
+            .into();
+        if let Ok(mut m) = self.sql_cache.write() {
+            m.insert(key, Arc::clone(&built));
+        }
+        AssertSqlSafe(built)
     }
 
     /// Replaces a password hash (alone, or inside `set_password`'s transaction).

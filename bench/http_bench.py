@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""The HTTP load suite of issue 7: every scenario against PostgreSQL and SQLite, with wrk.
+
+Run through bench/run.sh, which builds the release binary first. For each backend a fresh
+release server (guide Argon2 parameters: m=102400 KiB, t=2, p=8; HASH_CONCURRENCY = CPU count;
+rate limits ON but raised to 100 million a minute so they never trip; session checks on every
+bearer request as always) is started and measured:
+
+  me-8, me-64        GET /auth/me, 8 / 64 connections (one wrk thread per connection, one user each)
+  refresh-8/64       POST /auth/refresh, each connection rotating its own session's chain
+  login              POST /auth/login with the right password, 2x CPU connections
+  me-during-login    GET /auth/me at 8 connections while a login flood saturates hashing
+  rss / ready        idle RSS, peak RSS during the flood, start-to-/health/ready (SQLite, fresh)
+
+Each throughput scenario runs RUNS times (default 3) for DURATION seconds; the median run (by
+requests/s) is reported with its p50/p99. Any non-2xx response fails the run. Results go to
+bench/results.json and bench/RESULTS.md.
+"""
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WRK = os.path.join(ROOT, "bench", "wrk")
+SECRET = "bench-secret-0123456789-bench-secret-0123456789"
+PASSWORD = "BenchPass123!"
+PORT = 18180
+RUNS = int(os.environ.get("RUNS", "3"))
+DURATION = int(os.environ.get("DURATION", "10"))
+CPUS = os.cpu_count() or 1
+
+
+def http(method, path, body=None, token=None):
+    req = urllib.request.Request(f"http://127.0.0.1:{PORT}{path}", method=method,
+                                 data=None if body is None else json.dumps(body).encode())
+    if body is not None:
+        req.add_header("content-type", "application/json")
+    if token:
+        req.add_header("authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, None
+
+
+def status(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def unit(text):
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    value, u = float(m.group(1)), m.group(2)
+    return value / 1000.0 if u == "us" else value if u == "ms" else value * 1000.0
+
+
+def wrk(script, connections, duration, env):
+    cmd = ["wrk", "-t", str(connections), "-c", str(connections), "-d", f"{duration}s", "--latency",
+           "-s", os.path.join(WRK, script), f"http://127.0.0.1:{PORT}"]
+    out = subprocess.run(cmd, env=dict(os.environ, PREFIX="/auth", **env), capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = unit(re.search(r"\s50%\s+(\S+)", out).group(1))
+    p99 = unit(re.search(r"\s99%\s+(\S+)", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    failures = (int(bad.group(1)) if bad else 0) + (sum(int(g) for g in errors.groups()) if errors else 0)
+    if failures:
+        sys.exit(f"{script} at {connections} connections: {failures} failed requests\n{out}")
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99}
+
+
+def median_run(script, connections, env):
+    runs = [wrk(script, connections, DURATION, env) for _ in range(RUNS)]
+    runs.sort(key=lambda r: r["rps"])
+    best = dict(runs[len(runs) // 2])
+    best["runs"] = [round(r["rps"]) for r in runs]
+    return best
+
+
+class Server:
+    def __init__(self, binary, env):
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen([binary, "serve", "--port", str(PORT)], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.ready_ms = None
+        while time.monotonic() - self.started < 30:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/health/ready", timeout=1) as r:
+                    if r.status == 200:
+                        self.ready_ms = (time.monotonic() - self.started) * 1000
+                        return
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.001)
+        sys.exit("server not ready in 30 s")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def users(n, tag):
+    emails, access, refresh = [], [], []
+    for i in range(n):
+        email = f"bench-{tag}-{i}@example.com"
+        s, body = http("POST", "/auth/register", {"email": email, "password": PASSWORD})
+        if s != 201:
+            sys.exit(f"register {email}: HTTP {s}")
+        emails.append(email)
+        access.append(body["access_token"])
+        s, body = http("POST", "/auth/login", {"email": email, "password": PASSWORD})
+        refresh.append(body["refresh_token"])
+    return emails, access, refresh
+
+
+def write_lines(path, lines):
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def run_backend(backend, binary, pg_url):
+    data = tempfile.mkdtemp(prefix=f"fraise-bench-{backend}-")
+    schema = f"bench_{os.getpid()}"
+    env = dict(os.environ, DATA_DIR=data, JWT_SECRET_KEY=SECRET, LOG_LEVEL="warn",
+               RATE_LIMIT_REQUESTS_PER_MINUTE="100000000", RATE_LIMIT_AUTH_REQUESTS_PER_MINUTE="100000000",
+               HASH_QUEUE_SIZE="256")
+    if backend == "postgres":
+        env.update(DATABASE_URL=pg_url, DEFAULT_SCHEMA=schema)
+    result = {}
+    try:
+        server = Server(binary, env)
+        result["ready_ms"] = round(server.ready_ms, 1)
+        time.sleep(3)  # the background warm-up hash has run and freed its memory
+        result["idle_rss_mb"] = round(status(server.proc.pid, "VmRSS") / 1024, 1)
+        emails, access, refresh = users(64, backend)
+        files = {name: os.path.join(data, name) for name in ["access", "refresh", "emails"]}
+        write_lines(files["access"], access)
+        write_lines(files["refresh"], refresh)
+        write_lines(files["emails"], emails)
+        for c in (8, 64):
+            result[f"me-{c}"] = median_run("me.lua", c, {"TOKENS": files["access"]})
+            print(backend, f"me-{c}", result[f"me-{c}"], flush=True)
+        for c in (8, 64):
+            # Fresh chains for each level (the previous run's tokens were rotated away).
+            _, _, chains = users(64, f"{backend}-r{c}")
+            write_lines(files["refresh"], chains)
+            result[f"refresh-{c}"] = median_run("refresh.lua", c, {"TOKENS": files["refresh"]})
+            print(backend, f"refresh-{c}", result[f"refresh-{c}"], flush=True)
+        result["login"] = median_run("login.lua", 2 * CPUS, {"EMAILS": files["emails"], "PASSWORD": PASSWORD})
+        print(backend, "login", result["login"], flush=True)
+
+        # /auth/me while logins saturate the hashing threads; peak RSS sampled meanwhile.
+        peak = [0]
+        stop = threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                peak[0] = max(peak[0], status(server.proc.pid, "VmRSS"))
+                time.sleep(0.05)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        flood = subprocess.Popen(
+            ["wrk", "-t", str(4 * CPUS), "-c", str(4 * CPUS), "-d", f"{DURATION + 4}s", "-s",
+             os.path.join(WRK, "login.lua"), f"http://127.0.0.1:{PORT}"],
+            env=dict(os.environ, PREFIX="/auth", EMAILS=files["emails"], PASSWORD=PASSWORD),
+            stdout=subprocess.DEVNULL)
+        time.sleep(2)
+        result["me-during-login"] = wrk("me.lua", 8, DURATION, {"TOKENS": files["access"]})
+        flood.wait()
+        stop.set()
+        sampler.join()
+        result["peak_rss_mb"] = round(peak[0] / 1024, 1)
+        print(backend, "me-during-login", result["me-during-login"], flush=True)
+        server.stop()
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+        if backend == "postgres":
+            subprocess.run(["psql", "-qAt", pg_url, "-c", f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'],
+                           capture_output=True)
+    return result
+
+
+def hash_bound(binary):
+    out = subprocess.run([binary, "bench", "--samples", "5"], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, JWT_SECRET_KEY=SECRET)).stdout
+    m = re.search(r"/ ([\d.]+) CPU-s per hash = ([\d.]+) logins/s", out)
+    return {"cpu_s_per_hash": float(m.group(1)), "limit_per_s": float(m.group(2))}
+
+
+def machine():
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
+    except OSError:
+        pass
+    pg = subprocess.run(["psql", "-qAt", os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+                         "-c", "SHOW server_version"], capture_output=True, text=True).stdout.strip()
+    mem_kb = int(open("/proc/meminfo").read().split()[1])
+    return {"cpus": CPUS, "cpu": model, "memory_gb": round(mem_kb / 1024 / 1024, 1),
+            "kernel": platform.release(), "postgresql": pg,
+            "wrk": subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("\n")[0].strip()}
+
+
+def markdown(results, bound, info):
+    lines = [
+        "# HTTP benchmark results",
+        "",
+        f"Machine: {info['cpus']} CPUs ({info['cpu']}), {info['memory_gb']} GB, Linux {info['kernel']}, "
+        f"PostgreSQL {info['postgresql']}, {info['wrk']}; load generator, database and server on the same box.",
+        f"Each figure is the median of {RUNS} runs of {DURATION} s (`RUNS`, `DURATION`). Rate limits on, raised to "
+        "100,000,000/min; Argon2id m=102400 KiB, t=2, p=8; HASH_CONCURRENCY = CPUs; PostgreSQL default durability; "
+        "SQLite WAL with synchronous=NORMAL.",
+        "Reproduce: `bench/run.sh`.",
+        "",
+        "| scenario | PostgreSQL req/s | p50 ms | p99 ms | SQLite req/s | p50 ms | p99 ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in ["me-8", "me-64", "refresh-8", "refresh-64", "login", "me-during-login"]:
+        row = [name]
+        for backend in ["postgres", "sqlite"]:
+            r = results[backend][name]
+            row += [f"{r['rps']:,.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}"]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += [
+        "",
+        "| figure | PostgreSQL | SQLite |",
+        "|---|---|---|",
+        f"| idle RSS | {results['postgres']['idle_rss_mb']} MB | {results['sqlite']['idle_rss_mb']} MB |",
+        f"| peak RSS during the login flood | {results['postgres']['peak_rss_mb']} MB | {results['sqlite']['peak_rss_mb']} MB |",
+        f"| start to /health/ready | {results['postgres']['ready_ms']} ms | {results['sqlite']['ready_ms']} ms |",
+        "",
+        f"Hash-bound login limit (`fraise-auth bench`): {CPUS} CPUs / {bound['cpu_s_per_hash']:.3f} CPU-s per hash = "
+        f"{bound['limit_per_s']:.1f} logins/s. Login throughput: PostgreSQL "
+        f"{results['postgres']['login']['rps'] / bound['limit_per_s'] * 100:.0f} %, SQLite "
+        f"{results['sqlite']['login']['rps'] / bound['limit_per_s'] * 100:.0f} % of it.",
+        "",
+        "![throughput and p99 per scenario](chart.svg)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    binary = sys.argv[1]
+    pg_url = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    info = machine()
+    bound = hash_bound(binary)
+    results = {b: run_backend(b, binary, pg_url) for b in ["postgres", "sqlite"]}
+    out = {"machine": info, "hash_bound": bound, "results": results, "runs": RUNS, "duration_s": DURATION}
+    with open(os.path.join(ROOT, "bench", "results.json"), "w") as f:
+        json.dump(out, f, indent=2)
+    with open(os.path.join(ROOT, "bench", "RESULTS.md"), "w") as f:
+        f.write(markdown(results, bound, info))
+    print(markdown(results, bound, info))
+
+
+if __name__ == "__main__":
+    main()
