@@ -123,6 +123,9 @@ export class FraiseAuth {
   /** Cookie mode after a page load: gets an access token from the refresh cookie, if any. */
   async restore(): Promise<boolean> {
     if (this.fresh(this.storage.get())) return true;
+    // The server sets `csrf_token` beside the refresh cookie, with the same lifetime: without it
+    // there is no session to restore, and no request to make.
+    if (this.storage.transport === "cookie" && !this.csrf()) return false;
     try {
       await this.refreshFrom(this.storage.get());
       return true;
@@ -259,6 +262,10 @@ export class FraiseAuth {
         return tokens;
       } catch (e) {
         if (isAuthError(e, ...SESSION_OVER)) this.store(null);
+        // Cookie mode and no refresh cookie: the server asks for the field.
+        if (isAuthError(e, "VALIDATION_ERROR") && e.field === "refresh_token") {
+          throw new FraiseAuthError("NOT_SIGNED_IN", "Not signed in", { status: e.status, cause: e });
+        }
         throw e;
       }
     };

@@ -152,7 +152,7 @@ describe("cookie mode", () => {
 
   it("restore() after a reload gets an access token from the cookie, or says false", async () => {
     const server = fakeServer({ transport: "cookie" });
-    const auth = new FraiseAuth({ fetch: server.fetch, storage: cookieStorage(), lock: false, broadcast: false });
+    const auth = new FraiseAuth({ fetch: server.fetch, storage: cookieStorage(), lock: false, broadcast: false, csrfToken: () => "c" });
     await expect(auth.restore()).resolves.toBe(true);
     expect(auth.isSignedIn()).toBe(true);
     const refused = new FraiseAuth({
@@ -160,8 +160,24 @@ describe("cookie mode", () => {
       storage: cookieStorage(),
       lock: false,
       broadcast: false,
+      csrfToken: () => "c",
     });
     await expect(refused.restore()).resolves.toBe(false);
+  });
+
+  it("restore() without the CSRF cookie makes no request; a missing refresh cookie is NOT_SIGNED_IN", async () => {
+    const server = fakeServer({ transport: "cookie" });
+    const auth = new FraiseAuth({ fetch: server.fetch, storage: cookieStorage(), lock: false, broadcast: false, csrfToken: () => null });
+    await expect(auth.restore()).resolves.toBe(false);
+    expect(server.calls).toHaveLength(0);
+    const noCookie = new FraiseAuth({
+      fetch: async () =>
+        new Response(JSON.stringify({ detail: { code: "VALIDATION_ERROR", message: "required", field: "refresh_token" } }), { status: 400 }),
+      storage: cookieStorage(),
+      lock: false,
+      broadcast: false,
+    });
+    await expect(noCookie.me()).rejects.toMatchObject({ code: "NOT_SIGNED_IN", status: 400 });
   });
 
   it("body storage against a cookie-transport server says which storage to use", async () => {
