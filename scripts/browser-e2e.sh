@@ -9,7 +9,8 @@ cd "$(dirname "$0")/../clients/js"
 
 if [ ! -x /usr/bin/chromium ]; then
   echo "installing Debian's chromium"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
 fi
 /usr/bin/chromium --version
 node --version
