@@ -254,7 +254,8 @@ async function hostedPageFlow({ json }) {
   await page.getByRole("button", { name: /^Revoke session/ }).focus();
   await page.keyboard.press("Enter");
   await page.locator("#status", { hasText: "Session revoked" }).waitFor();
-  assert.equal(await items.count(), 1);
+  await page.waitForFunction(() => document.querySelectorAll("#sessions li").length === 1);
+  assert.equal(await focusedId(page), "h-sessions", "focus stays in the list's section");
   const dead = await api(json, "/refresh", { refresh_token: other.body.refresh_token });
   assert.equal(dead.status, 401, JSON.stringify(dead.body));
   assert.equal(dead.body.detail.code, "INVALID_TOKEN");
@@ -277,6 +278,7 @@ async function hostedPageFlow({ json }) {
   await page.getByRole("heading", { name: "Sign in" }).waitFor();
   assert.equal(await page.evaluate(() => localStorage.getItem("fraise-auth-ui")), null);
   await page.getByRole("link", { name: "Forgot password" }).first().click();
+  await page.getByRole("heading", { name: "Forgot your password?" }).waitFor();
   await field(page, "Email").fill(email);
   skipMail(json, seen);
   await page.getByRole("button", { name: "Send reset link" }).click();
@@ -305,6 +307,7 @@ async function hostedPageFlow({ json }) {
   const desktop = await newContext({ viewport: { width: 1280, height: 800 } });
   const p2 = await desktop.newPage();
   await p2.goto(`${json.origin}/ui/`);
+  await p2.getByRole("heading", { name: "Sign in" }).waitFor();
   await field(p2, "Email").fill(email);
   await field(p2, "Password").fill(newPassword);
   await p2.getByRole("button", { name: "Sign in" }).click();
@@ -371,6 +374,7 @@ async function cookieMode({ cookie }) {
   const page = await context.newPage();
   const email = "cookie@example.com";
   await page.goto(`${cookie.origin}/ui/#signup`);
+  await page.getByRole("heading", { name: "Create an account" }).waitFor();
   await field(page, "Email").fill(email);
   await field(page, "Password").fill(PASSWORD);
   const [registered] = await Promise.all([
@@ -439,7 +443,7 @@ async function cookieMode({ cookie }) {
  * control run (lock off, same timing) shows the replay really is detected without the lock:
  * two refreshes with one token, and TOKEN_THEFT_DETECTED.
  */
-async function twoTabs({ json, app }, lock) {
+async function twoTabs({ json, app }, lock, round = 0) {
   const context = await newContext();
   const refreshes = [];
   context.on("request", (r) => {
@@ -451,15 +455,15 @@ async function twoTabs({ json, app }, lock) {
     await t.goto(url);
     await t.locator("body[data-ready=yes]").waitFor();
   }
-  // Tab 2's refresh requests leave 200 ms late, in both runs. Two requests sent at the very same
+  // Tab 2's refresh requests leave 400 ms late, in both runs. Two requests sent at the very same
   // instant can both be read before either rotation is written, which the server rightly treats
   // as one refresh; the delay makes a second use of the token a replay the server must see.
   // With the lock, tab 2 never sends one (or, holding the lock first, delays tab 1 instead).
   await tab2.route("**/auth/refresh", async (route) => {
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, 400));
     await route.continue();
   });
-  const email = `tabs-${lock ? "lock" : "nolock"}@example.com`;
+  const email = `tabs-${lock ? "lock" : "nolock"}-${round}@example.com`;
   assert.equal(await tab1.evaluate(() => typeof navigator.locks?.request), "function");
   await tab1.evaluate(({ email, password }) => client.register({ email, password }), { email, password: PASSWORD });
   // Both tabs see the same stored session; make its access token expired.
@@ -478,9 +482,12 @@ async function twoTabs({ json, app }, lock) {
 }
 
 async function twoTabsRefreshOnce(env) {
-  const { results, refreshes, email } = await twoTabs(env, true);
-  assert.deepEqual(results, [email, email]);
-  assert.equal(refreshes, 1, "one refresh for both tabs");
+  // Several rounds: a race that loses one time in ten has little chance to hide.
+  for (let round = 1; round <= 5; round++) {
+    const { results, refreshes, email } = await twoTabs(env, true, round);
+    assert.deepEqual(results, [email, email], `round ${round}`);
+    assert.equal(refreshes, 1, `round ${round}: one refresh for both tabs`);
+  }
   const control = await twoTabs(env, false);
   // Both tabs refresh with the same token (then the revoked tab may try once more).
   assert.ok(control.refreshes >= 2, `control: without the lock both tabs refresh (${control.refreshes})`);

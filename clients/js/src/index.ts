@@ -10,7 +10,7 @@
  */
 export { FraiseAuth, type FraiseAuthOptions, type Session, type User } from "./client.js";
 export { FraiseAuthError, isAuthError, type ErrorCode, type ServerErrorCode, type ClientErrorCode } from "./errors.js";
-export { type LockRunner, localLock, webLocks } from "./lock.js";
+export { type CrossTabLock, localLock, webLocks } from "./lock.js";
 export {
   type KeyValueStore,
   type StoredTokens,

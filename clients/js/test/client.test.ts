@@ -9,7 +9,7 @@ import {
   memoryStorage,
   readCookie,
 } from "../src/index.js";
-import { fakeServer, sharedStore } from "./fake-server.js";
+import { fakeServer, laggyStores, sharedStore } from "./fake-server.js";
 
 const creds = { email: "a@example.com", password: "TestPass123!" };
 
@@ -67,6 +67,30 @@ describe("single-flight refresh", () => {
     const codes = results.map((r) => (r.status === "rejected" ? (r.reason as FraiseAuthError).code : "ok"));
     expect(codes).toContain("TOKEN_THEFT_DETECTED");
     expect(server.refreshes()).toBe(2);
+  });
+
+  it("a tab whose copy of localStorage lags behind waits for the new tokens instead of replaying", async () => {
+    const run = async (lock: ReturnType<typeof localLock>) => {
+      const server = fakeServer();
+      const [storeA, storeB] = laggyStores(50);
+      const tabA = new FraiseAuth({ fetch: server.fetch, storage: localStorageStorage("k", storeA), lock });
+      const tabB = new FraiseAuth({ fetch: server.fetch, storage: localStorageStorage("k", storeB), lock });
+      await tabA.login(creds);
+      await new Promise((r) => setTimeout(r, 60)); // B has the session too
+      for (const s of [storeA, storeB]) expire(localStorageStorage("k", s));
+      server.rotateAccess();
+      const results = await Promise.allSettled([tabA.me(), tabB.me()]);
+      return {
+        refreshes: server.refreshes(),
+        codes: results.map((r) => (r.status === "rejected" ? (r.reason as FraiseAuthError).code : "ok")),
+      };
+    };
+
+    expect(await run(localLock())).toEqual({ refreshes: 1, codes: ["ok", "ok"] });
+    // Control: the same lock without its notes; B reads its stale copy and replays the token.
+    const noNotes = { ...localLock(), note: async () => undefined, noted: async () => false };
+    const control = await run(noNotes);
+    expect(control.codes).toContain("TOKEN_THEFT_DETECTED");
   });
 
   it("a 401 TOKEN_EXPIRED on a token thought fresh refreshes once and retries", async () => {

@@ -85,3 +85,23 @@ export function sharedStore() {
     removeItem: (k: string) => void m.delete(k),
   };
 }
+
+/**
+ * Two tabs' copies of one `localStorage`, as Chromium keeps them: each tab reads its own copy at
+ * once, and sees the other tab's writes only `lagMs` later.
+ */
+export function laggyStores(lagMs: number) {
+  const copies = [new Map<string, string>(), new Map<string, string>()];
+  const view = (me: number) => ({
+    getItem: (k: string) => copies[me].get(k) ?? null,
+    setItem: (k: string, v: string) => {
+      copies[me].set(k, v);
+      setTimeout(() => copies[1 - me].set(k, v), lagMs);
+    },
+    removeItem: (k: string) => {
+      copies[me].delete(k);
+      setTimeout(() => copies[1 - me].delete(k), lagMs);
+    },
+  });
+  return [view(0), view(1)] as const;
+}

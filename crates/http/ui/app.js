@@ -118,8 +118,8 @@ function renderSessions(sessions) {
         b.disabled = true;
         try {
           await auth.revokeSession(s.id);
-          status(`Session revoked: ${device}.`);
           renderSessions(await auth.sessions());
+          status(`Session revoked: ${device}.`);
           $("h-sessions").focus();
         } catch (err) {
           b.disabled = false;

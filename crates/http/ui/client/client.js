@@ -7,7 +7,9 @@
  *    (`this.inflight`);
  * 2. across tabs, the refresh runs under a Web Lock named after the server; the tab that gets the
  *    lock second first re-reads the storage and, if another tab already refreshed (the access token
- *    changed and is fresh), uses that instead of spending the refresh token again. In cookie mode
+ *    changed and is fresh), uses that instead of spending the refresh token again. If its copy of
+ *    `localStorage` has not heard of that refresh yet, the note the first tab left in the lock
+ *    manager ("this token is spent", see `lock.ts`) tells it to wait for the new tokens. In cookie mode
  *    the new access token reaches the other tabs over `BroadcastChannel`; if it has not arrived
  *    yet, the second refresh presents the cookie the first one just rotated, which is a legitimate
  *    rotation, never a replay.
@@ -15,6 +17,9 @@
 import { FraiseAuthError, errorFromResponse, isAuthError } from "./errors.js";
 import { webLocks } from "./lock.js";
 import { memoryStorage, readCookie } from "./storage.js";
+/** How long a "token spent" note stays up, and how long a tab waits for the tokens it announces. */
+const SPENT_NOTE_MS = 30000;
+const NOTE_WAIT_MS = 3000;
 /** Codes after which the stored session is useless: it is forgotten. */
 const SESSION_OVER = ["INVALID_TOKEN", "TOKEN_EXPIRED", "TOKEN_THEFT_DETECTED", "ACCOUNT_DISABLED", "UNAUTHORIZED"];
 export class FraiseAuth {
@@ -174,6 +179,12 @@ export class FraiseAuth {
             const replaced = current !== null && current.accessToken !== seen?.accessToken;
             if (this.fresh(current) && (replaced || !force))
                 return current;
+            const spent = current?.refreshToken && this.storage.shared ? this.spentNote(current.refreshToken) : null;
+            if (spent && this.lock && (await this.lock.noted(spent))) {
+                const next = await this.nextTokens(current?.refreshToken);
+                if (next)
+                    return next;
+            }
             const body = {};
             if (this.storage.transport === "body") {
                 if (!current?.refreshToken)
@@ -184,6 +195,9 @@ export class FraiseAuth {
                 const res = await this.send("POST", "/refresh", body);
                 const tokens = this.tokensOf(res);
                 this.store(tokens);
+                // Before the lock is released: other tabs must learn that this token is spent.
+                if (spent && this.lock)
+                    await this.lock.note(spent, SPENT_NOTE_MS);
                 return tokens;
             }
             catch (e) {
@@ -196,11 +210,32 @@ export class FraiseAuth {
                 throw e;
             }
         };
-        const flight = (this.lock ? this.lock(this.lockName, run) : run()).finally(() => {
+        const flight = (this.lock ? this.lock.run(this.lockName, run) : run()).finally(() => {
             this.inflight = null;
         });
         this.inflight = flight;
         return flight;
+    }
+    /** The name of the note saying `refreshToken` was spent (a hash: lock names are listable). */
+    spentNote(refreshToken) {
+        let h = 0x811c9dc5;
+        for (let i = 0; i < refreshToken.length; i++)
+            h = Math.imul(h ^ refreshToken.charCodeAt(i), 0x01000193) >>> 0;
+        return `${this.lockName} spent ${h.toString(16)}`;
+    }
+    /** Waits (bounded) until the shared storage shows tokens other than those with `spent`. */
+    async nextTokens(spent) {
+        const deadline = this.now() + NOTE_WAIT_MS;
+        for (;;) {
+            const t = this.storage.get();
+            if (t === null)
+                throw new FraiseAuthError("NOT_SIGNED_IN", "Signed out in another tab");
+            if (t.refreshToken !== spent)
+                return t;
+            if (this.now() > deadline)
+                return null;
+            await new Promise((r) => setTimeout(r, 10));
+        }
     }
     tokensOf(res) {
         const expiresAt = Date.parse(res.expires_at);
