@@ -209,6 +209,7 @@ pub fn state(cfg: &Config, auth: AuthService, tenants: Option<Arc<Tenants>>) -> 
             metrics_route: cfg.metrics_enabled && cfg.metrics_bind.is_none(),
             metrics_token: cfg.metrics_token.as_ref().map(|t| fraise_http::MetricsToken(t.expose_secret().to_owned())),
             docs: cfg.docs_enabled,
+            ui: cfg.ui_enabled,
         },
     )
     .map_err(anyhow::Error::msg)?;

@@ -159,6 +159,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "true",
         "serve the API docs page (Swagger UI, assets in the binary) at `/docs`; `/openapi.json` is always served",
     ),
+    (
+        "UI_ENABLED",
+        "false",
+        "serve the hosted account page (sign up, sign in, sessions, password reset, email verification) at `/ui/`",
+    ),
     ("LOG_LEVEL", "info", "`error`..`trace`, or a tracing filter such as `info,sqlx=debug`"),
     ("LOG_FORMAT", "pretty", "`pretty` or `json`"),
 ];
@@ -375,6 +380,8 @@ pub struct Config {
     pub csrf: bool,
     /// Serve `/docs` (`DOCS_ENABLED`).
     pub docs_enabled: bool,
+    /// Serve the hosted page at `/ui/` (`UI_ENABLED`).
+    pub ui_enabled: bool,
     pub auth_prefix: String,
     pub max_body_bytes: usize,
     pub request_timeout_seconds: u64,
@@ -562,6 +569,7 @@ impl Config {
             },
             csrf: s.bool("ENABLE_CSRF_PROTECTION", e),
             docs_enabled: s.bool("DOCS_ENABLED", e),
+            ui_enabled: s.bool("UI_ENABLED", e),
             smtp_url: s.opt("SMTP_URL").map(SecretString::from),
             lockout: lockout(s, e),
             forgot_per_client_per_hour: s

@@ -24,3 +24,4 @@ mod refresh;
 mod sessions;
 mod storage;
 mod tenancy;
+mod ui;

@@ -63,6 +63,9 @@ const METHODS: [Method; 5] = [Method::GET, Method::POST, Method::PUT, Method::PA
 /// The Swagger UI page's routes: HTML, not API, so deliberately not in the document.
 const DOCS_ROUTES: &[&str] = &["/docs", "/docs/", "/docs/{*file}"];
 
+/// The hosted page's routes (`UI_ENABLED=true`): HTML and static files, not API either.
+const UI_ROUTES: &[&str] = &["/ui", "/ui/", "/ui/{*file}"];
+
 /// The paths in `router`'s table, read from its `Debug` output (`Router { path_router: ..
 /// RouteId(n): "/path" .., fallback_router: .. }`; the fallback router's own table is not routes).
 fn router_paths<S>(router: &Router<S>) -> BTreeSet<String> {
@@ -131,6 +134,11 @@ fn assembled(app: &TestApp) -> (BTreeSet<String>, RawApp) {
         if app.config.docs_enabled { DOCS_ROUTES.iter().map(|p| (*p).to_owned()).collect() } else { BTreeSet::new() };
     assert_eq!(docs, expected_docs, "the docs page's routes");
     paths.retain(|p| !fraise_http::docs::is_docs_path(p));
+    let ui: BTreeSet<String> = paths.iter().filter(|p| fraise_http::ui::is_ui_path(p)).cloned().collect();
+    let expected_ui: BTreeSet<String> =
+        if app.config.ui_enabled { UI_ROUTES.iter().map(|p| (*p).to_owned()).collect() } else { BTreeSet::new() };
+    assert_eq!(ui, expected_ui, "the hosted page's routes");
+    paths.retain(|p| !fraise_http::ui::is_ui_path(p));
     assert!(paths.len() > 10, "reading the router's table found only {paths:?}: has axum's Debug output changed?");
     (paths, RawApp(fraise_http::app(state)))
 }
@@ -157,6 +165,13 @@ async fn assert_router_and_document_agree(app: &TestApp) -> Value {
     assert!(undocumented.is_empty(), "served but not in /openapi.json: {undocumented:?}");
     assert!(unserved.is_empty(), "in /openapi.json but not served: {unserved:?}");
     doc
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_hosted_page_on_only_its_static_routes_are_left_out_of_the_document() {
+    let app = TestApp::spawn_with(Backend::Sqlite, &[("UI_ENABLED", "true")]).await;
+    let doc = assert_router_and_document_agree(&app).await;
+    assert!(documented_operations(&doc).iter().all(|(_, p)| !p.starts_with("/ui")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

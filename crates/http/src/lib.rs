@@ -19,6 +19,7 @@
 //! | [`cookies`] | refresh token in an HttpOnly cookie, double-submit CSRF |
 //! | [`openapi`] | the OpenAPI document, generated from the handlers at start-up |
 //! | [`docs`] | `/docs`: Swagger UI, served from the binary |
+//! | [`ui`] | `/ui/`: the hosted account page and the JS client, served from the binary |
 #![forbid(unsafe_code)]
 
 pub mod cookies;
@@ -33,6 +34,7 @@ pub mod openapi;
 pub mod protect;
 pub mod routes;
 pub mod tenancy;
+pub mod ui;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -78,6 +80,8 @@ pub struct HttpConfig {
     pub metrics_token: Option<MetricsToken>,
     /// Serve the Swagger UI page at `/docs` (`DOCS_ENABLED`); `/openapi.json` is always served.
     pub docs: bool,
+    /// Serve the hosted account page at `/ui/` (`UI_ENABLED`).
+    pub ui: bool,
 }
 
 /// The `/metrics` bearer token; `Debug` does not show it.
@@ -118,6 +122,7 @@ impl Default for HttpConfig {
             metrics_route: true,
             metrics_token: None,
             docs: true,
+            ui: false,
         }
     }
 }
@@ -189,7 +194,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         Ok(json) => drop(document.0.set(json.into())),
         Err(e) => tracing::error!(error = %e, "cannot serialize the OpenAPI document; /openapi.json will answer 500"),
     }
-    if state.http.docs { router.merge(docs::router("/openapi.json")) } else { router }
+    let router = if state.http.docs { router.merge(docs::router("/openapi.json")) } else { router };
+    if state.http.ui { router.merge(ui::router(&state.http.auth_prefix, state.http.token_transport)) } else { router }
 }
 
 /// The complete application: routes, fallback, and every layer.

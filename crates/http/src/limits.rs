@@ -1,7 +1,8 @@
 //! Rate limits: GCRA per client, in two buckets.
 //!
 //! - `auth`: POST login, register, forgot-password, reset-password (default 5 a minute);
-//! - `general`: every other route (default 60 a minute); health probes are never limited.
+//! - `general`: every other route (default 60 a minute); health probes and the hosted page's
+//!   static files (`GET /ui/...`) are never limited.
 //!
 //! Limited responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`
 //! (Unix seconds when the bucket is full again); a refusal is 429 RATE_LIMITED with
@@ -282,6 +283,10 @@ impl Limits {
 
     fn bucket(&self, method: &Method, path: &str) -> Option<(&Bucket, &'static str)> {
         if path == "/health" || path.starts_with("/health/") {
+            return None;
+        }
+        // The hosted page's static files: one page load is ten of them, none an API call.
+        if method == Method::GET && crate::ui::is_ui_path(path) {
             return None;
         }
         if method == Method::POST && self.auth_paths.iter().any(|p| p == path) {

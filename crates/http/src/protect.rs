@@ -5,8 +5,9 @@
 //!   is the client. A client cannot choose its own key by sending the header itself.
 //! - Security headers on every response, errors included; HSTS when the request reached us over
 //!   HTTPS (a trusted proxy's `X-Forwarded-Proto: https`) or when `HSTS_ALWAYS` is set. The one
-//!   exception: the `/docs` pages keep the CSP they set themselves (`docs::DOCS_CSP`), which lets
-//!   them load their own scripts and styles; no other route can relax the policy.
+//!   exception: the `/docs` and `/ui` pages keep the CSP they set themselves (`docs::DOCS_CSP`,
+//!   `ui::UI_CSP`), which lets them load their own scripts and styles; no other route can relax
+//!   the policy.
 //! - CORS for the configured origins only, with credentials; never `*` with credentials.
 use std::net::{IpAddr, SocketAddr};
 
@@ -112,7 +113,8 @@ pub async fn client_layer(State(p): State<std::sync::Arc<Protection>>, mut req: 
     if let Some(c) = client {
         req.extensions_mut().insert(c);
     }
-    let docs_page = crate::docs::is_docs_path(req.uri().path());
+    let path = req.uri().path();
+    let page = crate::docs::is_docs_path(path) || crate::ui::is_ui_path(path);
     let mut res = next.run(req).await;
     if p.security_headers {
         let h = res.headers_mut();
@@ -123,7 +125,7 @@ pub async fn client_layer(State(p): State<std::sync::Arc<Protection>>, mut req: 
         set(h, header::X_FRAME_OPTIONS, "DENY");
         set(h, header::X_XSS_PROTECTION, "1; mode=block");
         set(h, header::REFERRER_POLICY, "strict-origin-when-cross-origin");
-        let own_policy = docs_page && h.contains_key(header::CONTENT_SECURITY_POLICY);
+        let own_policy = page && h.contains_key(header::CONTENT_SECURITY_POLICY);
         if let (false, Ok(csp)) = (own_policy, HeaderValue::from_str(&p.csp)) {
             h.insert(header::CONTENT_SECURITY_POLICY, csp);
         }

@@ -1,0 +1,373 @@
+/**
+ * `FraiseAuth`: one object per auth server, holding the session and calling the API.
+ *
+ * Single-flight refresh. A refresh token is spent when used: presenting it twice (outside the
+ * server's grace window) is treated as theft and ends the user's sessions. So:
+ * 1. in one tab, concurrent calls that find the access token expired share one pending refresh
+ *    (`this.inflight`);
+ * 2. across tabs, the refresh runs under a Web Lock named after the server; the tab that gets the
+ *    lock second first re-reads the storage and, if another tab already refreshed (the access token
+ *    changed and is fresh), uses that instead of spending the refresh token again. If its copy of
+ *    `localStorage` has not heard of that refresh yet, the note the first tab left in the lock
+ *    manager ("this token is spent", see `lock.ts`) tells it to wait for the new tokens. In cookie mode
+ *    the new access token reaches the other tabs over `BroadcastChannel`; if it has not arrived
+ *    yet, the second refresh presents the cookie the first one just rotated, which is a legitimate
+ *    rotation, never a replay.
+ */
+import { FraiseAuthError, errorFromResponse, isAuthError } from "./errors.js";
+import { type CrossTabLock, webLocks } from "./lock.js";
+import { type StoredTokens, type TokenStorage, memoryStorage, readCookie } from "./storage.js";
+
+export interface User {
+  id: string;
+  email: string;
+  name: string | null;
+  roles: string[];
+  permissions: string[];
+  metadata: Record<string, unknown>;
+  is_active: boolean;
+  email_verified: boolean;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface Session {
+  id: string;
+  device_info: { user_agent: string | null; platform: string | null; browser: string | null };
+  ip_address: string | null;
+  created_at: string;
+  last_active: string;
+  is_current: boolean;
+}
+
+export interface FraiseAuthOptions {
+  /** Origin of the auth server, e.g. `https://auth.example.com`; `""` for the page's own origin. */
+  baseUrl?: string;
+  /** The server's `AUTH_PREFIX` (default `/auth`). */
+  prefix?: string;
+  /** Where tokens live (default `memoryStorage()`). */
+  storage?: TokenStorage;
+  /** Sent as `X-Tenant-ID` (with `TENANT_RESOLUTION_METHOD=header`). */
+  tenant?: string;
+  /** Refresh this long before the access token expires (default 30 s). */
+  refreshLeewaySeconds?: number;
+  /**
+   * The cross-tab lock: default the Web Locks API when present; `false` turns cross-tab
+   * coordination off (calls within this client are still single-flight).
+   */
+  lock?: CrossTabLock | false;
+  /** Share new tokens with other tabs in cookie mode (default: when `BroadcastChannel` exists). */
+  broadcast?: boolean;
+  /** The CSRF token to send in cookie mode (default: the `csrf_token` cookie). */
+  csrfToken?: () => string | null;
+  fetch?: typeof fetch;
+  now?: () => number;
+}
+
+type Json = Record<string, unknown>;
+
+interface TokenResponse {
+  access_token: string;
+  refresh_token?: string;
+  expires_at: string;
+}
+
+/** How long a "token spent" note stays up, and how long a tab waits for the tokens it announces. */
+const SPENT_NOTE_MS = 30_000;
+const NOTE_WAIT_MS = 3_000;
+
+/** Codes after which the stored session is useless: it is forgotten. */
+const SESSION_OVER = ["INVALID_TOKEN", "TOKEN_EXPIRED", "TOKEN_THEFT_DETECTED", "ACCOUNT_DISABLED", "UNAUTHORIZED"];
+
+export class FraiseAuth {
+  private readonly base: string;
+  private readonly storage: TokenStorage;
+  private readonly tenant?: string;
+  private readonly leewayMs: number;
+  private readonly lock: CrossTabLock | null;
+  private readonly lockName: string;
+  private readonly csrf: () => string | null;
+  private readonly fetchImpl: typeof fetch;
+  private readonly now: () => number;
+  private readonly channel: BroadcastChannel | null = null;
+  private inflight: Promise<StoredTokens> | null = null;
+  private readonly listeners = new Set<(signedIn: boolean) => void>();
+
+  constructor(opts: FraiseAuthOptions = {}) {
+    const prefix = opts.prefix ?? "/auth";
+    this.base = (opts.baseUrl ?? "").replace(/\/+$/, "") + prefix;
+    this.storage = opts.storage ?? memoryStorage();
+    this.tenant = opts.tenant;
+    this.leewayMs = (opts.refreshLeewaySeconds ?? 30) * 1000;
+    this.lock = opts.lock === false ? null : (opts.lock ?? webLocks());
+    this.lockName = `fraise-auth refresh ${this.base}`;
+    this.csrf = opts.csrfToken ?? (() => readCookie("csrf_token"));
+    const f = opts.fetch ?? globalThis.fetch;
+    this.fetchImpl = (input, init) => f(input, init);
+    this.now = opts.now ?? Date.now;
+    const wantBroadcast = opts.broadcast ?? (!this.storage.shared && this.storage.transport === "cookie");
+    if (wantBroadcast && typeof BroadcastChannel === "function") {
+      this.channel = new BroadcastChannel(this.lockName);
+      this.channel.onmessage = (ev: MessageEvent<{ tokens: StoredTokens | null }>) => {
+        this.storage.set(ev.data.tokens);
+        this.emit();
+      };
+    }
+  }
+
+  /** Calls `listener(signedIn)` whenever tokens are stored or forgotten; returns the unsubscribe. */
+  onChange(listener: (signedIn: boolean) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Whether tokens are stored (in cookie mode after a reload: call `restore()` first). */
+  isSignedIn(): boolean {
+    return this.storage.get() !== null;
+  }
+
+  /** Cookie mode after a page load: gets an access token from the refresh cookie, if any. */
+  async restore(): Promise<boolean> {
+    if (this.fresh(this.storage.get())) return true;
+    // The server sets `csrf_token` beside the refresh cookie, with the same lifetime: without it
+    // there is no session to restore, and no request to make.
+    if (this.storage.transport === "cookie" && !this.csrf()) return false;
+    try {
+      await this.refreshFrom(this.storage.get());
+      return true;
+    } catch (e) {
+      if (isAuthError(e, "NOT_SIGNED_IN", ...SESSION_OVER)) return false;
+      throw e;
+    }
+  }
+
+  async register(body: { email: string; password: string; name?: string }): Promise<User> {
+    return this.signIn("/register", body);
+  }
+
+  async login(body: { email: string; password: string }): Promise<User> {
+    return this.signIn("/login", body);
+  }
+
+  /** Ends this session (`all`: every session of the user) and forgets the tokens, whatever happens. */
+  async logout(opts: { all?: boolean } = {}): Promise<void> {
+    const t = this.storage.get();
+    const body: Json = {};
+    if (t?.refreshToken) body.refresh_token = t.refreshToken;
+    if (opts.all) body.all = true;
+    try {
+      await this.send("POST", "/logout", body, this.fresh(t) ? t?.accessToken : undefined);
+    } finally {
+      this.store(null);
+    }
+  }
+
+  /** Rotates the tokens now (single-flight, like the automatic refresh). */
+  async refresh(): Promise<void> {
+    await this.refreshFrom(this.storage.get(), true);
+  }
+
+  /** A valid access token, refreshed first if needed: for calling your own APIs. */
+  async accessToken(): Promise<string> {
+    return (await this.validTokens()).accessToken;
+  }
+
+  me(): Promise<User> {
+    return this.authed("GET", "/me");
+  }
+
+  updateMe(body: { name?: string; metadata?: Record<string, unknown> }): Promise<User> {
+    return this.authed("PATCH", "/me", body);
+  }
+
+  async sessions(): Promise<Session[]> {
+    return (await this.authed<{ sessions: Session[] }>("GET", "/sessions")).sessions;
+  }
+
+  async revokeSession(id: string): Promise<void> {
+    await this.authed("DELETE", `/sessions/${encodeURIComponent(id)}`);
+  }
+
+  async revokeOtherSessions(): Promise<number> {
+    return (await this.authed<{ revoked_count: number }>("DELETE", "/sessions")).revoked_count;
+  }
+
+  async changePassword(body: { current_password: string; new_password: string }): Promise<void> {
+    await this.authed("POST", "/change-password", body);
+  }
+
+  async forgotPassword(email: string): Promise<void> {
+    await this.send("POST", "/forgot-password", { email });
+  }
+
+  async resetPassword(token: string, newPassword: string): Promise<void> {
+    await this.send("POST", "/reset-password", { token, new_password: newPassword });
+  }
+
+  /** Mails a verification link: to the signed-in user, or to `email` when given. */
+  async requestEmailVerification(email?: string): Promise<void> {
+    if (email !== undefined) await this.send("POST", "/verify-email/request", { email });
+    else await this.authed("POST", "/verify-email/request", {});
+  }
+
+  verifyEmail(token: string): Promise<User> {
+    return this.send("POST", "/verify-email", { token });
+  }
+
+  // ---- internals
+
+  private async signIn(path: string, body: Json): Promise<User> {
+    const res = await this.send<TokenResponse & { user: User }>("POST", path, body);
+    this.store(this.tokensOf(res));
+    return res.user;
+  }
+
+  /** A bearer call; refreshes first when the token is (nearly) expired, and once more on a 401. */
+  private async authed<T>(method: string, path: string, body?: Json): Promise<T> {
+    const tokens = await this.validTokens();
+    try {
+      return await this.send<T>(method, path, body, tokens.accessToken);
+    } catch (e) {
+      // Clock skew, or keys rotated: the server refused a token we thought valid. Once.
+      if (!isAuthError(e, "TOKEN_EXPIRED", "INVALID_TOKEN")) throw e;
+      const again = await this.refreshFrom(tokens, true);
+      return this.send<T>(method, path, body, again.accessToken);
+    }
+  }
+
+  private async validTokens(): Promise<StoredTokens> {
+    const t = this.storage.get();
+    if (t && this.fresh(t)) return t;
+    return this.refreshFrom(t);
+  }
+
+  private fresh(t: StoredTokens | null): t is StoredTokens {
+    return t !== null && t.expiresAt - this.leewayMs > this.now();
+  }
+
+  /**
+   * The single flight. `seen` is what the caller found in storage when it decided to refresh.
+   * `force`: refresh even if the stored token is fresh (an explicit `refresh()`), unless another
+   * caller replaced `seen` meanwhile.
+   */
+  private refreshFrom(seen: StoredTokens | null, force = false): Promise<StoredTokens> {
+    if (this.inflight) return this.inflight;
+    const run = async (): Promise<StoredTokens> => {
+      const current = this.storage.get();
+      const replaced = current !== null && current.accessToken !== seen?.accessToken;
+      if (this.fresh(current) && (replaced || !force)) return current;
+      const spent = current?.refreshToken && this.storage.shared ? this.spentNote(current.refreshToken) : null;
+      if (spent && this.lock && (await this.lock.noted(spent))) {
+        const next = await this.nextTokens(current?.refreshToken);
+        if (next) return next;
+      }
+      const body: Json = {};
+      if (this.storage.transport === "body") {
+        if (!current?.refreshToken) throw new FraiseAuthError("NOT_SIGNED_IN", "Not signed in");
+        body.refresh_token = current.refreshToken;
+      }
+      try {
+        const res = await this.send<TokenResponse>("POST", "/refresh", body);
+        const tokens = this.tokensOf(res);
+        this.store(tokens);
+        // Before the lock is released: other tabs must learn that this token is spent.
+        if (spent && this.lock) await this.lock.note(spent, SPENT_NOTE_MS);
+        return tokens;
+      } catch (e) {
+        if (isAuthError(e, ...SESSION_OVER)) this.store(null);
+        // Cookie mode and no refresh cookie: the server asks for the field.
+        if (isAuthError(e, "VALIDATION_ERROR") && e.field === "refresh_token") {
+          throw new FraiseAuthError("NOT_SIGNED_IN", "Not signed in", { status: e.status, cause: e });
+        }
+        throw e;
+      }
+    };
+    const flight = (this.lock ? this.lock.run(this.lockName, run) : run()).finally(() => {
+      this.inflight = null;
+    });
+    this.inflight = flight;
+    return flight;
+  }
+
+  /** The name of the note saying `refreshToken` was spent (a hash: lock names are listable). */
+  private spentNote(refreshToken: string): string {
+    let h = 0x811c9dc5;
+    for (let i = 0; i < refreshToken.length; i++) h = Math.imul(h ^ refreshToken.charCodeAt(i), 0x01000193) >>> 0;
+    return `${this.lockName} spent ${h.toString(16)}`;
+  }
+
+  /** Waits (bounded) until the shared storage shows tokens other than those with `spent`. */
+  private async nextTokens(spent: string | undefined): Promise<StoredTokens | null> {
+    const deadline = this.now() + NOTE_WAIT_MS;
+    for (;;) {
+      const t = this.storage.get();
+      if (t === null) throw new FraiseAuthError("NOT_SIGNED_IN", "Signed out in another tab");
+      if (t.refreshToken !== spent) return t;
+      if (this.now() > deadline) return null;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  private tokensOf(res: TokenResponse): StoredTokens {
+    const expiresAt = Date.parse(res.expires_at);
+    if (typeof res.access_token !== "string" || Number.isNaN(expiresAt)) {
+      throw new FraiseAuthError("BAD_RESPONSE", "token response without access_token or expires_at");
+    }
+    const t: StoredTokens = { accessToken: res.access_token, expiresAt };
+    if (this.storage.transport === "body") {
+      if (typeof res.refresh_token !== "string") {
+        throw new FraiseAuthError(
+          "BAD_RESPONSE",
+          "no refresh_token in the response: the server uses TOKEN_TRANSPORT=cookie, use cookieStorage()",
+        );
+      }
+      t.refreshToken = res.refresh_token;
+    }
+    return t;
+  }
+
+  private store(tokens: StoredTokens | null): void {
+    this.storage.set(tokens);
+    this.channel?.postMessage({ tokens });
+    this.emit();
+  }
+
+  private emit(): void {
+    const signedIn = this.storage.get() !== null;
+    for (const l of this.listeners) l(signedIn);
+  }
+
+  private async send<T>(method: string, path: string, body?: Json, bearer?: string): Promise<T> {
+    const headers: Record<string, string> = { accept: "application/json" };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    if (bearer) headers.authorization = `Bearer ${bearer}`;
+    if (this.tenant) headers["x-tenant-id"] = this.tenant;
+    const cookieMode = this.storage.transport === "cookie";
+    if (cookieMode && method !== "GET") {
+      const csrf = this.csrf();
+      if (csrf) headers["x-csrf-token"] = csrf;
+    }
+    let res: Response;
+    try {
+      res = await this.fetchImpl(this.base + path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        // Cookie mode needs the refresh cookie sent (and accepted) cross-origin; otherwise no
+        // ambient credential is ever sent.
+        credentials: cookieMode ? "include" : "omit",
+        cache: "no-store",
+      });
+    } catch (cause) {
+      throw new FraiseAuthError("NETWORK_ERROR", "the auth server could not be reached (network or CORS)", {
+        cause,
+      });
+    }
+    if (!res.ok) throw await errorFromResponse(res);
+    try {
+      return (await res.json()) as T;
+    } catch (cause) {
+      throw new FraiseAuthError("BAD_RESPONSE", "the response is not JSON", { status: res.status, cause });
+    }
+  }
+}

@@ -1,0 +1,22 @@
+/**
+ * `@fraise-auth/client`: a browser client for fraise-auth. No runtime dependencies.
+ *
+ * ```ts
+ * import { FraiseAuth, localStorageStorage } from "@fraise-auth/client";
+ * const auth = new FraiseAuth({ baseUrl: "https://auth.example.com", storage: localStorageStorage() });
+ * await auth.login({ email, password });
+ * const me = await auth.me(); // refreshes first when the access token has expired
+ * ```
+ */
+export { FraiseAuth, type FraiseAuthOptions, type Session, type User } from "./client.js";
+export { FraiseAuthError, isAuthError, type ErrorCode, type ServerErrorCode, type ClientErrorCode } from "./errors.js";
+export { type CrossTabLock, localLock, webLocks } from "./lock.js";
+export {
+  type KeyValueStore,
+  type StoredTokens,
+  type TokenStorage,
+  cookieStorage,
+  localStorageStorage,
+  memoryStorage,
+  readCookie,
+} from "./storage.js";

@@ -1,0 +1,52 @@
+/**
+ * The cross-tab lock that makes refresh single-flight between tabs.
+ *
+ * With the Web Locks API (every current browser, secure contexts) `navigator.locks.request` grants
+ * one named lock to one tab of the origin at a time, and frees it if that tab closes or crashes.
+ * Without it, only calls inside one tab are deduplicated (see `client.ts`).
+ *
+ * Notes: a lock alone is not enough with `localStorage`. In Chromium each tab reads its own copy
+ * of `localStorage`, and another tab's write reaches it asynchronously, on a different channel
+ * from the lock's release: the second tab can get the lock and still read the refresh token the
+ * first one just spent. So the first tab, before releasing the lock, leaves a note ("token X is
+ * spent") in the lock manager itself, as a held shared lock; the lock manager is one authority,
+ * so the second tab's `query()` sees the note and waits for the new tokens instead of replaying.
+ */
+/** The Web Locks API, when this context has it. */
+export function webLocks() {
+    const locks = globalThis.navigator?.locks;
+    if (!locks || typeof locks.request !== "function" || typeof locks.query !== "function")
+        return null;
+    return {
+        run: (name, fn) => locks.request(name, { mode: "exclusive" }, fn),
+        note: (name, ms) => new Promise((granted) => {
+            void locks.request(name, { mode: "shared" }, () => {
+                granted();
+                return new Promise((r) => setTimeout(r, ms));
+            });
+        }),
+        noted: async (name) => ((await locks.query()).held ?? []).some((l) => l.name === name),
+    };
+}
+/** An in-process lock: what two clients in one page (or a test's two "tabs") can share. */
+export function localLock() {
+    const tails = new Map();
+    const notes = new Map();
+    return {
+        run: (name, fn) => {
+            const prev = tails.get(name) ?? Promise.resolve();
+            const run = prev.then(fn, fn);
+            const tail = run.catch(() => undefined);
+            tails.set(name, tail);
+            void tail.then(() => {
+                if (tails.get(name) === tail)
+                    tails.delete(name);
+            });
+            return run;
+        },
+        note: async (name, ms) => {
+            notes.set(name, Date.now() + ms);
+        },
+        noted: async (name) => (notes.get(name) ?? 0) > Date.now(),
+    };
+}
