@@ -13,7 +13,7 @@ PORT=18191
 WORK=$(mktemp -d)
 PG="${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 SCHEMA="prof_$$"
-trap 'psql -qAt "$PG" -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1; rm -rf "$WORK"' EXIT
+trap 'psql -qAt "$PG" -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1; [ -n "${KEEP:-}" ] && cp "$WORK/cg.out" "$KEEP"; rm -rf "$WORK"' EXIT
 DATA_DIR="$WORK" JWT_SECRET_KEY=bench-secret-0123456789-bench-secret-0123456789 DATABASE_URL="$PG" \
   DEFAULT_SCHEMA="$SCHEMA" ARGON2_MEMORY_COST=8192 ARGON2_TIME_COST=1 ARGON2_PARALLELISM=1 \
   RATE_LIMIT_REQUESTS_PER_MINUTE=100000000 LOG_LEVEL=warn PORT=$PORT \
