@@ -58,7 +58,7 @@ pub fn with_layers(router: Router<AppState>, state: AppState) -> Router {
                 // After the request id (a 429 carries one too), inside the client layer (it keys on
                 // the client), before any work is done for the request.
                 .option_layer(limits)
-                .layer(middleware::from_fn_with_state(state.clone(), crate::cookies::csrf_layer))
+                .option_layer(state.http.csrf.then(|| middleware::from_fn_with_state(state.clone(), crate::cookies::csrf_layer)))
                 .layer(middleware::from_fn(envelope_guard))
                 .layer(CatchPanicLayer::custom(on_panic))
                 .layer(timeout),

@@ -167,8 +167,12 @@ impl FromRef<AppState> for AuthService {
 /// Every API route, each registered from its own `#[utoipa::path]` (see [`openapi`]): the router
 /// and the document cannot list different routes, because both come from this one value.
 pub fn documented_routes(state: &AppState, document: &openapi::Document) -> OpenApiRouter<AppState> {
-    let auth =
-        routes::auth::router().route_layer(axum::middleware::from_fn_with_state(state.clone(), tenancy::tenant_layer));
+    // Layers cost every request a boxed future (callgrind): only where they have work to do.
+    let auth = match state.http.tenancy {
+        tenancy::TenantResolution::None => routes::auth::router(),
+        _ => routes::auth::router()
+            .route_layer(axum::middleware::from_fn_with_state(state.clone(), tenancy::tenant_layer)),
+    };
     let router = OpenApiRouter::new()
         .nest(&state.http.auth_prefix, auth)
         .merge(routes::health::router())
