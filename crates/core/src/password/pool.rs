@@ -14,6 +14,21 @@ use tokio::sync::oneshot;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
+/// Hashing threads run at a lower priority (nice ~10 on Linux) than the threads serving
+/// requests: a login flood then slows logins, not every bearer request. CFS still gives them all
+/// the CPU nobody else wants, so login throughput on its own is unchanged.
+const HASH_THREAD_PRIORITY: u8 = 22;
+
+fn lower_priority() {
+    let priority = thread_priority::ThreadPriorityValue::try_from(HASH_THREAD_PRIORITY)
+        .map(thread_priority::ThreadPriority::Crossplatform);
+    if let Ok(p) = priority
+        && let Err(e) = thread_priority::set_current_thread_priority(p)
+    {
+        tracing::debug!(error = ?e, "cannot lower the hashing thread's priority");
+    }
+}
+
 /// The pool refused a job because its queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("hash pool queue is full")]
@@ -49,6 +64,7 @@ impl HashPool {
         for i in 0..workers {
             let rx = Arc::clone(&rx);
             std::thread::Builder::new().name(format!("hash-{i}")).spawn(move || {
+                lower_priority();
                 loop {
                     // Holding the lock only while waiting for one job; jobs run unlocked.
                     let job = match rx.lock() {
@@ -142,6 +158,21 @@ mod tests {
     async fn runs_jobs_and_returns_results() {
         let pool = HashPool::new(2, 4).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(pool.run(|| 6 * 7).await, Ok(42));
+    }
+
+    /// The niceness of the calling thread (Linux: field 19 of /proc/thread-self/stat).
+    fn niceness() -> Option<i32> {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+        stat.rsplit(')').next()?.split_whitespace().nth(16)?.parse().ok()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashing_threads_yield_to_request_threads() {
+        let pool = HashPool::new(1, 4).unwrap_or_else(|e| panic!("{e}"));
+        let mine = niceness();
+        let theirs = pool.run(niceness).await.ok().flatten();
+        assert!(matches!((mine, theirs), (Some(m), Some(t)) if t > m), "caller {mine:?}, hash thread {theirs:?}");
     }
 
     #[tokio::test]
