@@ -409,7 +409,7 @@ def sigkill_durability(binary, pg):
         check("SIGKILL: after restart the last acknowledged user logs in", s == 200, str(s))
         summary("faults", "SIGKILL during registrations and refreshes (6 clients, 3 s)",
                 f"{len(emails)} registrations and {sum(chains.values())} rotations acknowledged; "
-                f"{len(missing) + len(behind)} missing after restart; {in_flight_lost} requests cut off")
+                f"{len(missing) + len(behind)} missing after restart; {in_flight_lost} requests failed (reset or refused) around the kill")
         del killed_at
     finally:
         srv.destroy()

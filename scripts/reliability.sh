@@ -9,6 +9,7 @@
 #          examples per operation — the figures .ci/run prints.
 #   --full long runs: fuzz FUZZ_SECONDS (300) per target, proptest 1000/100 cases, schemathesis
 #          300 examples per operation (≥ 10,000 requests), soak SOAK_SECONDS (600).
+#          FUZZ_MERGE=1 merges the inputs that add coverage into fuzz/corpus/ (then commit them).
 # Needs: a release binary (built if missing), cargo-fuzz (`cargo install cargo-fuzz`) for `fuzz`,
 # schemathesis (`pip install schemathesis`) for `schemathesis`, PostgreSQL 15 binaries and
 # redis-server for faults/nodes/soak (private instances on private ports; the shared ones are
@@ -59,6 +60,11 @@ run_fuzz() {
       local execs corpus
       execs=$(grep -Eo 'stat::number_of_executed_units: [0-9]+' "$out" | awk '{print $2}' | tail -1)
       corpus=$(find "fuzz/corpus/$target" -type f | wc -l)
+      if [ "${FUZZ_MERGE:-0}" = 1 ]; then
+        # Keep the inputs that add coverage: merged (minimised) into the checked-in corpus.
+        RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir fuzz -s none -a --target-dir "$CARGO_TARGET_DIR/fuzz" \
+          "$target" "fuzz/corpus/$target" "$new" -- -merge=1 >>"$out" 2>&1
+      fi
       row "fuzz $target" "${secs} s, ${execs:-?} execs ($((${execs:-0} / secs))/s), corpus ${corpus} + $(find "$new" -type f | wc -l) new" "0 crashes"
     else
       tail -n 40 "$out" >&2
@@ -70,7 +76,7 @@ run_fuzz() {
 run_proptest() {
   local out="$work/proptest.log"
   if [ "$mode" = full ]; then
-    export PROPTEST_CASES=${PROPTEST_CASES:-1000} PROPTEST_CASES_PG=${PROPTEST_CASES_PG:-100}
+    export PROPTEST_CASES=${PROPTEST_CASES:-1000} MODEL_CASES_PG=${MODEL_CASES_PG:-100}
   fi
   if cargo test --test api -- model:: --nocapture >"$out" 2>&1; then
     grep -E '^proptest-model' "$out" | while read -r line; do
@@ -78,7 +84,7 @@ run_proptest() {
     done
     # The rows above are `proptest Sqlite: N cases passed in T s`: split them.
     sed -i -E 's/^(proptest [A-Za-z]+): ([0-9]+ cases) passed in ([0-9.]+ s)\t\t/\1\t\2 (random sequences of ≤ 39 steps), \3\t/' "$summary"
-    unset PROPTEST_CASES PROPTEST_CASES_PG
+    unset PROPTEST_CASES MODEL_CASES_PG
   else
     tail -n 60 "$out" >&2
     fail proptest "model and implementation disagree (see the shrunk case above)"
@@ -138,6 +144,7 @@ run_schemathesis() {
   for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:$port/health/ready" 2>/dev/null && break; sleep 0.1; done
   # Conformance checks only: "positive data acceptance" would demand 2xx for any schema-valid
   # body, but a schema-valid password can still fail the password policy (400 by design).
+  local started=$SECONDS
   local checks=not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance
   local ok=1
   # Pass 1: every operation, with whatever credentials schemathesis generates.
@@ -154,7 +161,7 @@ run_schemathesis() {
   local total bad
   read -r total bad < <(served "$port")
   if [ "$ok" = 1 ] && [ "$bad" = 0 ]; then
-    row schemathesis "${n} examples per operation, 2 passes (anonymous; real bearer): ${total} requests served" "0 5xx, every response conforms to /openapi.json"
+    row schemathesis "${n} examples per operation, 2 passes (anonymous; real bearer): ${total} requests served in $((SECONDS - started)) s" "0 5xx, every response conforms to /openapi.json"
   else
     fail schemathesis "${total} requests, ${bad} 5xx; see the failures above"
   fi

@@ -8,7 +8,7 @@
 //! must agree. Three sessions: two of one user (so theft revoking the user's sessions shows) and
 //! one of another user (which theft must leave alone).
 //!
-//! `PROPTEST_CASES` / `PROPTEST_CASES_PG` set the number of cases (default 64 on SQLite, 16 on
+//! `PROPTEST_CASES` / `MODEL_CASES_PG` set the number of cases (default 64 on SQLite, 16 on
 //! PostgreSQL, where each case is a schema of its own).
 use chrono::{DateTime, Duration, Utc};
 use fraise_core::model::{RevokeReason, SessionId};
@@ -267,5 +267,5 @@ fn the_refresh_state_machine_agrees_with_its_model_on_sqlite() {
 
 #[test]
 fn the_refresh_state_machine_agrees_with_its_model_on_postgres() {
-    run(Backend::Postgres, "PROPTEST_CASES_PG", 16);
+    run(Backend::Postgres, "MODEL_CASES_PG", 16);
 }
