@@ -148,16 +148,17 @@ run_schemathesis() {
   local checks=not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance
   local ok=1
   # Pass 1: every operation, with whatever credentials schemathesis generates.
-  st run "http://127.0.0.1:$port/openapi.json" -n "$n" --seed 1 --checks "$checks" \
+  # (Run from the scratch folder: schemathesis keeps a .schemathesis/ cache in its working directory.)
+  (cd "$work" && st run "http://127.0.0.1:$port/openapi.json" -n "$n" --seed 1 --checks "$checks") \
     >"$work/st-anonymous.log" 2>&1 || { ok=0; tail -n 80 "$work/st-anonymous.log" >&2; }
   # Pass 2: the authenticated operations with a real bearer token (logout excluded: it would end
   # the token's session and leave the rest of the pass at 401).
   local access
   access=$(curl -s "http://127.0.0.1:$port/auth/register" -H 'content-type: application/json' \
     -d '{"email":"st@example.com","password":"TestPass123!"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-  st run "http://127.0.0.1:$port/openapi.json" -n "$n" --seed 2 --checks "$checks" \
+  (cd "$work" && st run "http://127.0.0.1:$port/openapi.json" -n "$n" --seed 2 --checks "$checks" \
     --generation-with-security-parameters false --exclude-path /auth/logout \
-    -H "Authorization: Bearer $access" >"$work/st-bearer.log" 2>&1 || { ok=0; tail -n 80 "$work/st-bearer.log" >&2; }
+    -H "Authorization: Bearer $access") >"$work/st-bearer.log" 2>&1 || { ok=0; tail -n 80 "$work/st-bearer.log" >&2; }
   local total bad
   read -r total bad < <(served "$port")
   if [ "$ok" = 1 ] && [ "$bad" = 0 ]; then
