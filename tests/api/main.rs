@@ -5,6 +5,7 @@
 mod helpers;
 
 mod account;
+mod attacks;
 mod cli_ops;
 mod cli_tenants;
 mod cookies;
@@ -17,9 +18,11 @@ mod lockout;
 mod logout;
 mod maintenance;
 mod metrics;
+mod model;
 mod openapi;
 mod outage;
 mod protection;
+mod races;
 mod refresh;
 mod sessions;
 mod storage;

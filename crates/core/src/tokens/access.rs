@@ -184,10 +184,14 @@ impl AccessTokens {
         }
         let leeway = self.settings.leeway.num_seconds();
         let now_s = now.timestamp();
-        if claims.exp + leeway <= now_s {
+        // `exp`, `nbf` and `iat` are whatever the token says: saturating, so an extreme value is
+        // an answer (expired, valid, not yet valid), never an overflow.
+        if claims.exp.saturating_add(leeway) <= now_s {
             return Err(AuthError::TokenExpired);
         }
-        if claims.nbf.is_some_and(|nbf| nbf > now_s + leeway) || claims.iat > now_s + leeway.max(60) {
+        if claims.nbf.is_some_and(|nbf| nbf > now_s.saturating_add(leeway))
+            || claims.iat > now_s.saturating_add(leeway.max(60))
+        {
             return Err(AuthError::InvalidToken("token not yet valid"));
         }
         if claims.iss != self.settings.issuer {
@@ -357,6 +361,32 @@ mod tests {
             "nbf": now().timestamp() + 300, "jti": "j", "session_id": "s"});
         let tok = jsonwebtoken::encode(&h, &future, &key).unwrap_or_default();
         assert!(matches!(t.verify(&tok, None, now()), Err(AuthError::InvalidToken("token not yet valid"))));
+    }
+
+    /// Found by `fuzz/fuzz_targets/jwt_verify.rs`: with a leeway, `exp = i64::MAX` overflowed
+    /// (a panic with debug assertions, a wrap to "expired" without).
+    #[test]
+    fn extreme_time_claims_with_a_leeway_are_answers_not_overflows() {
+        let t = AccessTokens::hs256(SECRET, JwtSettings { leeway: Duration::seconds(30), ..JwtSettings::default() })
+            .unwrap_or_else(|e| panic!("{e}"));
+        let at = now().timestamp();
+        let claims = |exp: i64, nbf: Option<i64>, iat: i64| {
+            let c = serde_json::json!({"sub": "u", "type": "access", "iat": iat, "exp": exp, "nbf": nbf,
+                "jti": "j", "session_id": "s"});
+            jsonwebtoken::encode(&hs_header(), &c, &key()).unwrap_or_default()
+        };
+        assert!(t.verify(&claims(i64::MAX, None, at), None, now()).is_ok(), "exp at the end of time is unexpired");
+        // (A negative exp is refused by the JWT library as a malformed claim.)
+        assert!(t.verify(&claims(i64::MIN, None, at), None, now()).is_err());
+        assert!(matches!(
+            t.verify(&claims(at + 60, Some(i64::MAX), at), None, now()),
+            Err(AuthError::InvalidToken("token not yet valid"))
+        ));
+        assert!(t.verify(&claims(at + 60, Some(i64::MIN), i64::MIN), None, now()).is_ok());
+        assert!(matches!(
+            t.verify(&claims(at + 60, None, i64::MAX), None, now()),
+            Err(AuthError::InvalidToken("token not yet valid"))
+        ));
     }
 
     #[test]
