@@ -116,7 +116,7 @@ pub struct PgStore {
     /// `schema.quoted()`, computed once.
     q: String,
     /// SQL text per template, for this schema (see [`PgStore::sql`]).
-    sql_cache: Arc<RwLock<HashMap<usize, Arc<str>>>>,
+    sql_cache: Arc<RwLock<HashMap<(usize, usize), Arc<str>>>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -171,8 +171,11 @@ impl PgStore {
     /// Built once per (store, template) and shared: a profile showed the three `replace`s on
     /// every query as ~1.5% of a bearer request.
     pub(super) fn sql(&self, template: &'static str) -> AssertSqlSafe<Arc<str>> {
-        // Keyed by the template's address: every template is a `'static` literal.
-        let key = template.as_ptr() as usize;
+        // Keyed by the template's address and length: every template is a `'static` literal.
+        // The length matters: the compiler may store a literal that is a prefix of another at
+        // the same address (found in a release build, where one template's SQL answered for
+        // another).
+        let key = (template.as_ptr() as usize, template.len());
         if let Some(hit) = self.sql_cache.read().ok().and_then(|m| m.get(&key).cloned()) {
             return AssertSqlSafe(hit);
         }
