@@ -106,6 +106,9 @@ fn session_from(row: &PgRow) -> Result<Session, StoreError> {
     })
 }
 
+/// SQL text by template (address, length), for one schema.
+type SqlCache = RwLock<HashMap<(usize, usize), Arc<str>>>;
+
 /// The PostgreSQL store for one schema. Clones share the pool. `Debug` omits the connect
 /// options, which hold the password.
 #[derive(Clone)]
@@ -116,7 +119,7 @@ pub struct PgStore {
     /// `schema.quoted()`, computed once.
     q: String,
     /// SQL text per template, for this schema (see [`PgStore::sql`]).
-    sql_cache: Arc<RwLock<HashMap<(usize, usize), Arc<str>>>>,
+    sql_cache: Arc<SqlCache>,
 }
 
 impl std::fmt::Debug for PgStore {
