@@ -177,12 +177,16 @@ def run_backend(backend, binary, pg_url):
         result["login"] = median_run("login.lua", 2 * CPUS, {"EMAILS": files["emails"], "PASSWORD": PASSWORD})
         print(backend, "login", result["login"], flush=True)
 
-        # /auth/me while logins saturate the hashing threads; peak RSS sampled meanwhile.
+        # /auth/me while logins saturate the hashing threads; peak RSS sampled meanwhile. The
+        # flood logs in other users: logins beyond MAX_SESSIONS_PER_USER would end the sessions
+        # whose access tokens /auth/me presents.
+        flood_emails, _, _ = users(2 * CPUS, f"{backend}-flood")
+        write_lines(files["emails"], flood_emails)
         peak = [0]
         stop = threading.Event()
 
         def sample():
-            while not stop.is_set():
+            while not stop.is_set() and server.proc.poll() is None:
                 peak[0] = max(peak[0], status(server.proc.pid, "VmRSS"))
                 time.sleep(0.05)
 
