@@ -174,14 +174,14 @@ def run_backend(backend, binary, pg_url):
         for c in (8, 64):
             result[f"refresh-{c}"] = median_run("refresh.lua", c, {"TOKENS": files["refresh"]}, fresh_chains)
             print(backend, f"refresh-{c}", result[f"refresh-{c}"], flush=True)
+        # Logins (here and in the flood) use users of their own: logins beyond
+        # MAX_SESSIONS_PER_USER end the oldest sessions, whose access tokens /auth/me presents.
+        flood_emails, _, _ = users(4 * CPUS, f"{backend}-flood")
+        write_lines(files["emails"], flood_emails)
         result["login"] = median_run("login.lua", 2 * CPUS, {"EMAILS": files["emails"], "PASSWORD": PASSWORD})
         print(backend, "login", result["login"], flush=True)
 
-        # /auth/me while logins saturate the hashing threads; peak RSS sampled meanwhile. The
-        # flood logs in other users: logins beyond MAX_SESSIONS_PER_USER would end the sessions
-        # whose access tokens /auth/me presents.
-        flood_emails, _, _ = users(2 * CPUS, f"{backend}-flood")
-        write_lines(files["emails"], flood_emails)
+        # /auth/me while logins saturate the hashing threads; peak RSS sampled meanwhile.
         peak = [0]
         stop = threading.Event()
 
