@@ -137,6 +137,9 @@ pub struct PgPoolSettings {
     pub acquire_timeout: Duration,
 }
 
+/// A pooled connection idle at least this long is pinged before use (see `connect_lazy`).
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 impl Default for PgPoolSettings {
     fn default() -> Self {
         Self { min_connections: 1, max_connections: 10, acquire_timeout: Duration::from_secs(5) }
@@ -152,6 +155,19 @@ impl PgStore {
             .min_connections(pool.min_connections)
             .max_connections(pool.max_connections.max(1))
             .acquire_timeout(pool.acquire_timeout)
+            // By default sqlx pings every connection it hands out: one more round trip before
+            // every query (it pings again on release, which no option turns off). A connection
+            // that answered within the last second needs no proof of life; one idle longer (the
+            // database may have restarted meanwhile) is still pinged, and replaced if dead.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IF_IDLE_FOR {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(options.clone());
         Ok(Self::with_pool(pg, options, schema))
     }
