@@ -88,6 +88,20 @@ pub trait SessionStore: Send + Sync {
         live: Liveness,
     ) -> Result<Option<(Session, User)>, StoreError>;
 
+    /// [`rotate_refresh`](Self::rotate_refresh), and when it rotates, records `audit` in the same
+    /// transaction, with the rotated row's user and session as its `user_id` and `session_id`:
+    /// one commit per refresh instead of two. When this fails nothing was rotated and nothing
+    /// recorded.
+    async fn rotate_refresh_audited(
+        &self,
+        id: SessionId,
+        presented: i64,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+        live: Liveness,
+        audit: &AuditEvent,
+    ) -> Result<Option<(Session, User)>, StoreError>;
+
     /// The user's sessions that are not revoked and not expired at `now`, most recently active
     /// first.
     async fn live_sessions(&self, user: Uuid, now: DateTime<Utc>) -> Result<Vec<Session>, StoreError>;

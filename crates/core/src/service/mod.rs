@@ -463,22 +463,12 @@ impl AuthService {
         let now = self.clock.now();
         let expires_at = now + self.settings.refresh_ttl;
         let live = self.liveness(now);
-        if let Some((session, user)) =
-            self.store.rotate_refresh(presented.session, presented.counter, now, expires_at, live).await?
-        {
+        if let Some((session, user)) = self.rotate_and_audit(presented, now, expires_at, live, client).await? {
             if self.settings.require_verified_email && !user.email_verified {
                 // The register session may not outlive its first access token unverified.
                 self.store.revoke_session(session.id, RevokeReason::Revoked, now).await?;
                 return Err(AuthError::EmailNotVerified);
             }
-            self.audit(
-                "token_refresh",
-                Some(user.id),
-                Some(session.id),
-                client,
-                json!({"counter": session.refresh_counter}),
-            )
-            .await;
             return self.tokens_for(&user, &session, now);
         }
         // Nothing rotated: find out why.
@@ -503,6 +493,48 @@ impl AuthService {
             Link::Replayed => {
                 self.on_theft(&session, presented.counter, client, now).await?;
                 Err(AuthError::TokenTheftDetected)
+            }
+        }
+    }
+
+    /// Rotates the chain and records `token_refresh` in the same commit (one WAL flush per
+    /// refresh on PostgreSQL, not two). If that fails for any reason but an unreachable database,
+    /// nothing was rotated (the statement or transaction failed as a whole) and it may be the
+    /// audit write that failed: the rotation is then retried alone and its audit written the old
+    /// way, so an unwritable audit table costs a logged gap in the trail, never the refresh
+    /// (the rule of [`Self::audit`]).
+    async fn rotate_and_audit(
+        &self,
+        presented: RefreshToken,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+        live: crate::store::Liveness,
+        client: &ClientInfo,
+    ) -> Result<Option<(Session, User)>, AuthError> {
+        let event = AuditEvent {
+            id: Uuid::new_v4(),
+            at: now,
+            kind: "token_refresh".to_owned(),
+            // Filled in by the store from the rotated row.
+            user_id: None,
+            session_id: Some(presented.session.0),
+            ip_address: client.ip.clone(),
+            user_agent: client.user_agent.clone(),
+            // The counter the rotation moves to (what the rotated row will hold).
+            details: json!({"counter": presented.counter.saturating_add(1)}),
+        };
+        let (session, counter) = (presented.session, presented.counter);
+        match self.store.rotate_refresh_audited(session, counter, now, expires_at, live, &event).await {
+            Ok(rotated) => Ok(rotated),
+            Err(e @ StoreError::Unavailable(_)) => Err(e.into()),
+            Err(e) => {
+                tracing::warn!(error = ?e, "refresh rotation with its audit row failed; retrying without it");
+                let rotated = self.store.rotate_refresh(session, counter, now, expires_at, live).await?;
+                if let Some((s, u)) = &rotated {
+                    let details = json!({"counter": s.refresh_counter});
+                    self.audit("token_refresh", Some(u.id), Some(s.id), client, details).await;
+                }
+                Ok(rotated)
             }
         }
     }

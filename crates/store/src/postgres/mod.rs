@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use fraise_core::model::{NewSession, NewUser, RevokeReason, Session, SessionId, User};
+use fraise_core::model::{AuditEvent, NewSession, NewUser, RevokeReason, Session, SessionId, User};
 use fraise_core::store::{Liveness, SessionStore, StoreHealth, UserStore};
 use fraise_core::{Email, StoreError};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
@@ -429,6 +429,20 @@ impl UserStore for PgStore {
     }
 }
 
+/// The compare-and-swap of a refresh rotation (`rotate_refresh`, `rotate_refresh_audited`):
+/// binds $1 session, $2 presented counter, $3 now, $4 new expiry, $5 idle cutoff, $6 created cutoff.
+macro_rules! rotate_update {
+    () => {
+        "UPDATE {s}.tb_session AS ss SET refresh_counter = ss.refresh_counter + 1, rotated_at = $3, \
+         last_active = $3, expires_at = $4 \
+         FROM {s}.tb_user AS uu \
+         WHERE ss.pk_session = $1 AND ss.refresh_counter = $2 AND ss.revoked_at IS NULL AND ss.expires_at > $3 \
+           AND ($5::timestamptz IS NULL OR ss.last_active >= $5) \
+           AND ($6::timestamptz IS NULL OR ss.created_at >= $6) \
+           AND uu.pk_user = ss.fk_user AND uu.is_active"
+    };
+}
+
 #[async_trait]
 impl SessionStore for PgStore {
     async fn insert_session(&self, s: NewSession) -> Result<Session, StoreError> {
@@ -473,22 +487,51 @@ impl SessionStore for PgStore {
         // One statement, one round trip. Concurrent presenters of the same counter queue on the
         // row lock; after the first commits, PostgreSQL re-checks `refresh_counter = $2` for the
         // others, which then match nothing: exactly one rotation per counter.
-        let row = sqlx::query(self.sql(
-            "UPDATE {s}.tb_session AS ss SET refresh_counter = ss.refresh_counter + 1, rotated_at = $3, \
-             last_active = $3, expires_at = $4 \
-             FROM {s}.tb_user AS uu \
-             WHERE ss.pk_session = $1 AND ss.refresh_counter = $2 AND ss.revoked_at IS NULL AND ss.expires_at > $3 \
-               AND ($5::timestamptz IS NULL OR ss.last_active >= $5) \
-               AND ($6::timestamptz IS NULL OR ss.created_at >= $6) \
-               AND uu.pk_user = ss.fk_user AND uu.is_active \
-             RETURNING {session_cols}, {user_cols}",
-        ))
+        let row = sqlx::query(self.sql(concat!(rotate_update!(), " RETURNING {session_cols}, {user_cols}")))
+            .bind(id.0)
+            .bind(presented)
+            .bind(now)
+            .bind(expires_at)
+            .bind(live.idle_cutoff)
+            .bind(live.created_cutoff)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)?;
+        row.map(|r| Ok((session_from(&r)?, user_from(&r)?))).transpose()
+    }
+
+    async fn rotate_refresh_audited(
+        &self,
+        id: SessionId,
+        presented: i64,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+        live: Liveness,
+        audit: &AuditEvent,
+    ) -> Result<Option<(Session, User)>, StoreError> {
+        // The rotation and its audit row in one statement (a data-modifying CTE): one round trip
+        // and one commit (one WAL flush) per refresh. The INSERT sees only what the UPDATE
+        // returned, so a refresh that rotates nothing records nothing.
+        let row = sqlx::query(self.sql(concat!(
+            "WITH r AS (",
+            rotate_update!(),
+            " RETURNING {session_cols}, {user_cols}), \
+             a AS (INSERT INTO {s}.tb_auth_audit (pk_auth_audit, event_type, fk_user, fk_session, ip_address, \
+             user_agent, details, created_at) SELECT $7, $8, r.fk_user, r.pk_session, $9::inet, $10, $11, $12 FROM r) \
+             SELECT * FROM r"
+        )))
         .bind(id.0)
         .bind(presented)
         .bind(now)
         .bind(expires_at)
         .bind(live.idle_cutoff)
         .bind(live.created_cutoff)
+        .bind(audit.id)
+        .bind(&audit.kind)
+        .bind(&audit.ip_address)
+        .bind(&audit.user_agent)
+        .bind(&audit.details)
+        .bind(audit.at)
         .fetch_optional(&self.pool)
         .await
         .map_err(map)?;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
-use fraise_core::model::{NewSession, NewUser, RevokeReason, Session, SessionId, User};
+use fraise_core::model::{AuditEvent, NewSession, NewUser, RevokeReason, Session, SessionId, User};
 use fraise_core::store::{Liveness, SessionStore, StoreHealth, UserStore};
 use fraise_core::{Email, StoreError};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
@@ -402,6 +402,39 @@ impl UserStore for SqliteStore {
     }
 }
 
+/// The compare-and-swap of a refresh rotation: one statement, atomic under SQLite's
+/// single-writer lock, so concurrent presenters of one token cannot both win. `true` if it
+/// rotated.
+async fn rotate<'c, E>(
+    exec: E,
+    id: SessionId,
+    presented: i64,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    live: Liveness,
+) -> Result<bool, StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
+{
+    let rotated = sqlx::query(
+        "UPDATE tb_session SET refresh_counter = refresh_counter + 1, rotated_at = ?3, last_active = ?3, \
+         expires_at = ?4 \
+         WHERE pk_session = ?1 AND refresh_counter = ?2 AND revoked_at IS NULL AND expires_at > ?3 \
+           AND (?5 IS NULL OR last_active >= ?5) AND (?6 IS NULL OR created_at >= ?6) \
+           AND EXISTS (SELECT 1 FROM tb_user u WHERE u.pk_user = tb_session.fk_user AND u.is_active = 1)",
+    )
+    .bind(id.0.to_string())
+    .bind(presented)
+    .bind(ts(now))
+    .bind(ts(expires_at))
+    .bind(live.idle_cutoff.map(ts))
+    .bind(live.created_cutoff.map(ts))
+    .execute(exec)
+    .await
+    .map_err(map)?;
+    Ok(rotated.rows_affected() == 1)
+}
+
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn insert_session(&self, s: NewSession) -> Result<Session, StoreError> {
@@ -445,27 +478,45 @@ impl SessionStore for SqliteStore {
         expires_at: DateTime<Utc>,
         live: Liveness,
     ) -> Result<Option<(Session, User)>, StoreError> {
-        // One statement: the compare-and-swap on refresh_counter is atomic under SQLite's
-        // single-writer lock, so concurrent presenters of one token cannot both win.
-        let rotated = sqlx::query(
-            "UPDATE tb_session SET refresh_counter = refresh_counter + 1, rotated_at = ?3, last_active = ?3, \
-             expires_at = ?4 \
-             WHERE pk_session = ?1 AND refresh_counter = ?2 AND revoked_at IS NULL AND expires_at > ?3 \
-               AND (?5 IS NULL OR last_active >= ?5) AND (?6 IS NULL OR created_at >= ?6) \
-               AND EXISTS (SELECT 1 FROM tb_user u WHERE u.pk_user = tb_session.fk_user AND u.is_active = 1)",
-        )
-        .bind(id.0.to_string())
-        .bind(presented)
-        .bind(ts(now))
-        .bind(ts(expires_at))
-        .bind(live.idle_cutoff.map(ts))
-        .bind(live.created_cutoff.map(ts))
-        .execute(&self.pool)
-        .await
-        .map_err(map)?;
-        if rotated.rows_affected() == 0 {
+        if !rotate(&self.pool, id, presented, now, expires_at, live).await? {
             return Ok(None);
         }
+        // SQLite's RETURNING cannot reach the joined user row; a second read is cheap in-process.
+        self.session_with_user(id).await
+    }
+
+    async fn rotate_refresh_audited(
+        &self,
+        id: SessionId,
+        presented: i64,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+        live: Liveness,
+        audit: &AuditEvent,
+    ) -> Result<Option<(Session, User)>, StoreError> {
+        // The rotation and its audit row in one transaction: one commit instead of two. The
+        // UPDATE comes first, so the transaction takes the write lock at once (no read-to-write
+        // upgrade that could fail with SQLITE_BUSY).
+        let mut tx = self.pool.begin().await.map_err(map)?;
+        if !rotate(&mut *tx, id, presented, now, expires_at, live).await? {
+            return Ok(None); // dropping the transaction rolls it back (it changed nothing)
+        }
+        sqlx::query(
+            "INSERT INTO tb_auth_audit (pk_auth_audit, event_type, fk_user, fk_session, ip_address, user_agent, \
+             details, created_at) SELECT ?1, ?2, fk_user, pk_session, ?3, ?4, ?5, ?6 FROM tb_session \
+             WHERE pk_session = ?7",
+        )
+        .bind(audit.id.to_string())
+        .bind(&audit.kind)
+        .bind(&audit.ip_address)
+        .bind(&audit.user_agent)
+        .bind(audit.details.to_string())
+        .bind(ts(audit.at))
+        .bind(id.0.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+        tx.commit().await.map_err(map)?;
         // SQLite's RETURNING cannot reach the joined user row; a second read is cheap in-process.
         self.session_with_user(id).await
     }
