@@ -5,11 +5,58 @@
 //! `$2y$`) for imported accounts, and reports when the stored hash should be replaced by one with
 //! the current parameters. Everything here is CPU-bound and blocking: call it from the [`HashPool`]
 //! (crate::password::HashPool), never from an async task.
+use std::cell::RefCell;
 use std::sync::OnceLock;
 
-use argon2::password_hash::phc::PasswordHash;
-use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use serde::Deserialize;
+use subtle::ConstantTimeEq as _;
+
+thread_local! {
+    /// This thread's Argon2 working memory (the configured `m_cost` blocks), kept from one hash to
+    /// the next: allocating 100 MiB per hash cost ~25,600 page faults, each zero-filling a page,
+    /// on every call. Peak memory stays threads x m_cost. The hashing pool hands it back to the
+    /// system when its thread has been idle for a moment ([`release_thread_memory`]), so an idle
+    /// service does not keep it.
+    static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Frees this thread's kept Argon2 memory (see `MEMORY`); the next hash allocates it again.
+pub fn release_thread_memory() {
+    MEMORY.with(|m| {
+        if let Ok(mut m) = m.try_borrow_mut() {
+            *m = Vec::new();
+        }
+    });
+}
+
+/// Runs `f` over `blocks` Argon2 blocks: this thread's kept memory when `blocks` is at most
+/// `keep` (the configured cost), a temporary buffer otherwise (an imported hash with a higher
+/// cost: never kept, so it cannot pin more than the configured memory).
+fn with_memory<R>(blocks: usize, keep: usize, f: impl FnOnce(&mut [Block]) -> R) -> R {
+    if blocks <= keep {
+        let kept = MEMORY.with(|m| {
+            let mut m = m.try_borrow_mut().ok()?;
+            if m.len() < keep {
+                *m = Vec::new(); // never two buffers at once
+                m.resize(keep, Block::default());
+            }
+            Some(std::mem::take(&mut *m))
+        });
+        if let Some(mut mem) = kept {
+            let out = f(&mut mem[..blocks]);
+            MEMORY.with(|m| {
+                if let Ok(mut m) = m.try_borrow_mut() {
+                    *m = mem;
+                }
+            });
+            return out;
+        }
+    }
+    let mut mem = vec![Block::default(); blocks];
+    f(&mut mem)
+}
 
 /// Argon2id cost parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -79,7 +126,56 @@ impl PasswordHasher {
     pub fn hash(&self, password: &str) -> Result<String, argon2::password_hash::Error> {
         let mut salt = [0u8; SALT_LEN];
         rand::fill(&mut salt);
-        Ok(self.argon.hash_password_with_salt(password.as_bytes(), &salt)?.to_string())
+        self.hash_with_salt(password, &salt)
+    }
+
+    /// [`Self::hash`] with a given salt: the PHC string `argon2`'s own `hash_password_with_salt`
+    /// writes, computed in this thread's kept memory.
+    fn hash_with_salt(&self, password: &str, salt: &[u8]) -> Result<String, argon2::password_hash::Error> {
+        let params = self.argon.params();
+        let mut out = [0u8; OUTPUT_LEN];
+        let keep = params.block_count();
+        with_memory(keep, keep, |mem| {
+            self.argon.hash_password_into_with_memory(password.as_bytes(), salt, &mut out, mem)
+        })?;
+        let hash = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(params)?,
+            salt: Some(Salt::new(salt)?),
+            hash: Some(Output::new(&out)?),
+        };
+        Ok(hash.to_string())
+    }
+
+    /// Whether `password` produces `h` (what `argon2`'s `verify_password` checks: algorithm,
+    /// version and costs from the hash itself, output compared in constant time), computed in
+    /// this thread's kept memory when the costs allow.
+    fn verify_argon2(&self, password: &str, h: &PasswordHash) -> bool {
+        let (Some(salt), Some(expected)) = (&h.salt, &h.hash) else {
+            return false;
+        };
+        let Ok(algorithm) = Algorithm::try_from(h.algorithm.as_str()) else {
+            return false;
+        };
+        let version = match h.version.map(Version::try_from) {
+            None => Version::default(),
+            Some(Ok(v)) => v,
+            Some(Err(_)) => return false,
+        };
+        let Ok(params) = Params::try_from(h) else {
+            return false;
+        };
+        let argon = Argon2::new(algorithm, version, params);
+        let mut out = [0u8; Output::MAX_LENGTH];
+        let Some(out) = out.get_mut(..expected.len()) else {
+            return false;
+        };
+        let blocks = argon.params().block_count();
+        let keep = self.argon.params().block_count();
+        let computed =
+            with_memory(blocks, keep, |mem| argon.hash_password_into_with_memory(password.as_bytes(), salt, out, mem));
+        computed.is_ok() && bool::from(out.ct_eq(expected.as_ref()))
     }
 
     /// Checks `password` against `stored`.
@@ -106,8 +202,7 @@ impl PasswordHasher {
                 return self.verify_dummy(password);
             }
         };
-        // Argon2::verify_password takes algorithm, version and costs from the hash itself.
-        if self.argon.verify_password(password.as_bytes(), &parsed).is_err() {
+        if !self.verify_argon2(password, &parsed) {
             return Verification::Invalid;
         }
         if self.is_current(&parsed) { Verification::Valid } else { Verification::ValidNeedsRehash }
@@ -173,6 +268,44 @@ mod tests {
         let stored = h.hash("TestPass123!").unwrap_or_default();
         assert!(stored.starts_with("$argon2id$v=19$m=8192,t=1,p=1$"), "{stored}");
         assert_eq!(h.verify("TestPass123!", &stored), Verification::Valid);
+        assert_eq!(h.verify("TestPass123?", &stored), Verification::Invalid);
+    }
+
+    /// The kept-memory path writes exactly what `argon2`'s own hasher writes, and verifies what
+    /// `argon2`'s own verifier accepts (other algorithms, versions and costs included).
+    #[test]
+    fn kept_memory_matches_the_crate_s_own_hashing() {
+        use argon2::{PasswordHasher as _, PasswordVerifier as _};
+        let h = tiny();
+        let salt = [7u8; SALT_LEN];
+        let ours = h.hash_with_salt("TestPass123!", &salt).unwrap_or_default();
+        let theirs = h.argon.hash_password_with_salt(b"TestPass123!", &salt).map(|p| p.to_string()).unwrap_or_default();
+        assert_eq!(ours, theirs);
+        for (alg, version, m, t, p, len) in [
+            (Algorithm::Argon2id, Version::V0x13, 8192, 1, 1, 32),
+            (Algorithm::Argon2id, Version::V0x13, 16384, 2, 4, 32), // more than the kept memory
+            (Algorithm::Argon2i, Version::V0x13, 4096, 3, 1, 16),
+            (Algorithm::Argon2d, Version::V0x10, 4096, 1, 2, 64),
+        ] {
+            let params = Params::new(m, t, p, Some(len)).unwrap_or_else(|e| panic!("{e}"));
+            let stored = Argon2::new(alg, version, params)
+                .hash_password_with_salt(b"TestPass123!", &salt)
+                .map(|p| p.to_string())
+                .unwrap_or_default();
+            let parsed = PasswordHash::new(&stored).unwrap_or_else(|e| panic!("{e}"));
+            assert!(h.argon.verify_password(b"TestPass123!", &parsed).is_ok(), "{stored}");
+            assert!(h.verify_argon2("TestPass123!", &parsed), "{stored}");
+            assert!(!h.verify_argon2("TestPass123?", &parsed), "{stored}");
+        }
+    }
+
+    #[test]
+    fn released_memory_is_allocated_again() {
+        let h = tiny();
+        let stored = h.hash("TestPass123!").unwrap_or_default();
+        release_thread_memory();
+        assert_eq!(h.verify("TestPass123!", &stored), Verification::Valid);
+        release_thread_memory();
         assert_eq!(h.verify("TestPass123?", &stored), Verification::Invalid);
     }
 

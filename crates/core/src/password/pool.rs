@@ -5,14 +5,19 @@
 //! 1.2 s during a login flood). So hashing runs here: `workers` dedicated OS threads and a queue of
 //! at most `queue` waiting jobs. When the queue is full the caller is told at once ([`PoolBusy`])
 //! instead of waiting, so memory (workers × Argon2 memory) and latency both stay bounded.
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// A worker idle this long hands its kept Argon2 memory back to the system
+/// ([`super::hasher::release_thread_memory`]): during a login flood a worker is never idle that
+/// long, so the memory is reused from hash to hash; an idle service does not keep it.
+const KEEP_MEMORY_WHILE_IDLE: Duration = Duration::from_millis(500);
 
 /// Hashing threads run at a lower priority (nice ~10 on Linux) than the threads serving
 /// requests: a login flood then slows logins, not every bearer request. CFS still gives them all
@@ -37,9 +42,84 @@ pub struct PoolBusy;
 /// A fixed set of worker threads fed by a bounded queue.
 #[derive(Debug, Clone)]
 pub struct HashPool {
-    tx: SyncSender<Job>,
+    handle: Arc<Handle>,
     stats: Arc<Stats>,
     workers: usize,
+}
+
+/// The queue, shared by the pool's clones and its workers.
+struct Queue {
+    state: Mutex<QueueState>,
+    /// Signalled when a job arrives or the pool is dropped.
+    ready: Condvar,
+}
+
+struct QueueState {
+    jobs: VecDeque<Job>,
+    /// Workers waiting for a job (a job handed to one of them is not "queued" for long).
+    idle: usize,
+    /// Every `HashPool` clone is gone: workers finish and exit.
+    closed: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        // Jobs never run under the lock, so a poisoned lock still holds a consistent queue.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The next job, or `None` once the pool is closed. Frees the thread's kept Argon2 memory
+    /// after [`KEEP_MEMORY_WHILE_IDLE`] without work.
+    fn next(&self) -> Option<Job> {
+        let mut state = self.lock();
+        let mut holding_memory = true;
+        loop {
+            if let Some(job) = state.jobs.pop_front() {
+                return Some(job);
+            }
+            if state.closed {
+                return None;
+            }
+            state.idle += 1;
+            if holding_memory {
+                let (s, timeout) = self
+                    .ready
+                    .wait_timeout(state, KEEP_MEMORY_WHILE_IDLE)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                state = s;
+                state.idle -= 1;
+                if timeout.timed_out() && state.jobs.is_empty() {
+                    drop(state);
+                    super::hasher::release_thread_memory();
+                    holding_memory = false;
+                    state = self.lock();
+                }
+            } else {
+                state = self.ready.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+                state.idle -= 1;
+            }
+        }
+    }
+}
+
+/// Owned by the pool's clones only: when the last goes, the workers are told to exit.
+struct Handle {
+    queue: Arc<Queue>,
+    /// Jobs that may wait for a worker beyond those an idle worker takes at once.
+    capacity: usize,
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle").field("capacity", &self.capacity).finish_non_exhaustive()
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.queue.lock().closed = true;
+        self.queue.ready.notify_all();
+    }
 }
 
 #[derive(Debug, Default)]
@@ -57,28 +137,21 @@ impl HashPool {
     /// Starts `workers` threads (at least one) with room for `queue` waiting jobs.
     pub fn new(workers: usize, queue: usize) -> std::io::Result<Self> {
         let workers = workers.max(1);
-        // The channel's own buffer is the queue; a job is "queued" from send until a worker takes it.
-        let (tx, rx) = mpsc::sync_channel::<Job>(queue);
-        let rx = Arc::new(Mutex::new(rx));
+        let shared = Arc::new(Queue {
+            state: Mutex::new(QueueState { jobs: VecDeque::new(), idle: 0, closed: false }),
+            ready: Condvar::new(),
+        });
         let stats = Arc::new(Stats::default());
         for i in 0..workers {
-            let rx = Arc::clone(&rx);
+            let shared = Arc::clone(&shared);
             std::thread::Builder::new().name(format!("hash-{i}")).spawn(move || {
                 lower_priority();
-                loop {
-                    // Holding the lock only while waiting for one job; jobs run unlocked.
-                    let job = match rx.lock() {
-                        Ok(guard) => guard.recv(),
-                        Err(poisoned) => poisoned.into_inner().recv(),
-                    };
-                    match job {
-                        Ok(job) => job(),
-                        Err(_) => return, // every sender dropped: the pool is gone
-                    }
+                while let Some(job) = shared.next() {
+                    job();
                 }
             })?;
         }
-        Ok(Self { tx, stats, workers })
+        Ok(Self { handle: Arc::new(Handle { queue: shared, capacity: queue }), stats, workers })
     }
 
     /// Runs `f` on a worker and awaits its result. Fails fast with [`PoolBusy`] when the queue is
@@ -110,13 +183,20 @@ impl HashPool {
             }
         });
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(job) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+        {
+            let queue = &self.handle.queue;
+            let mut state = queue.lock();
+            // Room: `capacity` waiting jobs, plus one per worker waiting for work (the
+            // bounded-channel semantics this pool always had).
+            if state.jobs.len() >= self.handle.capacity + state.idle {
+                drop(state);
                 self.stats.queued.fetch_sub(1, Ordering::Relaxed);
                 metrics::counter!("fraise_hash_rejected_total").increment(1);
                 return Err(PoolBusy);
             }
+            state.jobs.push_back(job);
+            drop(state);
+            queue.ready.notify_one();
         }
         // A closed channel means the job panicked; report it as busy rather than hang.
         done_rx.await.map_err(|_| PoolBusy)
