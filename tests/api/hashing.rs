@@ -78,8 +78,14 @@ async fn a_full_hash_queue_answers_503_with_retry_after(backend: Backend) {
     let blocker = loop {
         let (pool, g) = (app.auth.pool().clone(), gate.clone());
         let job = tokio::spawn(async move { pool.run(move || g.wait()).await });
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        if app.auth.pool().running() == 1 {
+        // A refused job finishes at once; an accepted one runs as soon as the worker thread gets
+        // the CPU, which at its lower priority on a busy machine can take longer than a fixed
+        // few milliseconds (awaiting an accepted job here would wait on the barrier forever).
+        while !job.is_finished() && app.auth.pool().running() == 0 {
+            assert!(std::time::Instant::now() < deadline, "the hash worker never took a job");
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        if !job.is_finished() && app.auth.pool().running() == 1 {
             break job;
         }
         assert!(job.await.unwrap().is_err(), "a job not running must have been refused");

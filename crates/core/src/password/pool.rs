@@ -56,8 +56,9 @@ struct Queue {
 
 struct QueueState {
     jobs: VecDeque<Job>,
-    /// Workers waiting for a job (a job handed to one of them is not "queued" for long).
-    idle: usize,
+    /// Jobs taken by a worker and not finished (counted down before the caller hears back, so
+    /// a caller that saw its job finish finds the worker free).
+    busy: usize,
     /// Every `HashPool` clone is gone: workers finish and exit.
     closed: bool,
 }
@@ -75,19 +76,18 @@ impl Queue {
         let mut holding_memory = true;
         loop {
             if let Some(job) = state.jobs.pop_front() {
+                state.busy += 1;
                 return Some(job);
             }
             if state.closed {
                 return None;
             }
-            state.idle += 1;
             if holding_memory {
                 let (s, timeout) = self
                     .ready
                     .wait_timeout(state, KEEP_MEMORY_WHILE_IDLE)
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 state = s;
-                state.idle -= 1;
                 if timeout.timed_out() && state.jobs.is_empty() {
                     drop(state);
                     super::hasher::release_thread_memory();
@@ -96,7 +96,6 @@ impl Queue {
                 }
             } else {
                 state = self.ready.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
-                state.idle -= 1;
             }
         }
     }
@@ -105,8 +104,9 @@ impl Queue {
 /// Owned by the pool's clones only: when the last goes, the workers are told to exit.
 struct Handle {
     queue: Arc<Queue>,
-    /// Jobs that may wait for a worker beyond those an idle worker takes at once.
+    /// Jobs that may wait while every worker is busy.
     capacity: usize,
+    workers: usize,
 }
 
 impl std::fmt::Debug for Handle {
@@ -138,7 +138,7 @@ impl HashPool {
     pub fn new(workers: usize, queue: usize) -> std::io::Result<Self> {
         let workers = workers.max(1);
         let shared = Arc::new(Queue {
-            state: Mutex::new(QueueState { jobs: VecDeque::new(), idle: 0, closed: false }),
+            state: Mutex::new(QueueState { jobs: VecDeque::new(), busy: 0, closed: false }),
             ready: Condvar::new(),
         });
         let stats = Arc::new(Stats::default());
@@ -151,7 +151,7 @@ impl HashPool {
                 }
             })?;
         }
-        Ok(Self { handle: Arc::new(Handle { queue: shared, capacity: queue }), stats, workers })
+        Ok(Self { handle: Arc::new(Handle { queue: shared, capacity: queue, workers }), stats, workers })
     }
 
     /// Runs `f` on a worker and awaits its result. Fails fast with [`PoolBusy`] when the queue is
@@ -163,6 +163,7 @@ impl HashPool {
     {
         let (done_tx, done_rx) = oneshot::channel();
         let stats = Arc::clone(&self.stats);
+        let queue = Arc::clone(&self.handle.queue);
         let enqueued = Instant::now();
         let job: Job = Box::new(move || {
             stats.queued.fetch_sub(1, Ordering::Relaxed);
@@ -178,6 +179,7 @@ impl HashPool {
             let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
             metrics::histogram!("fraise_hash_duration_seconds").record(began.elapsed().as_secs_f64());
             stats.running.fetch_sub(1, Ordering::Relaxed);
+            queue.lock().busy -= 1;
             if let Ok(value) = out {
                 let _ = done_tx.send(value);
             }
@@ -186,9 +188,8 @@ impl HashPool {
         {
             let queue = &self.handle.queue;
             let mut state = queue.lock();
-            // Room: `capacity` waiting jobs, plus one per worker waiting for work (the
-            // bounded-channel semantics this pool always had).
-            if state.jobs.len() >= self.handle.capacity + state.idle {
+            // Room: one job per worker plus `capacity` waiting (what the bounded channel allowed).
+            if state.jobs.len() + state.busy >= self.handle.capacity + self.handle.workers {
                 drop(state);
                 self.stats.queued.fetch_sub(1, Ordering::Relaxed);
                 metrics::counter!("fraise_hash_rejected_total").increment(1);
