@@ -1,6 +1,7 @@
 //! Rate limits: GCRA per client, in two buckets.
 //!
-//! - `auth`: POST login, register, forgot-password, reset-password (default 5 a minute);
+//! - `auth`: POST login, register, forgot-password, reset-password, change-password, mfa/verify,
+//!   and DELETE mfa/totp: every route that checks a password or a code (default 5 a minute);
 //! - `general`: every other route (default 60 a minute); health probes and the hosted page's
 //!   static files (`GET /ui/...`) are never limited.
 //!
@@ -189,10 +190,12 @@ impl Limits {
     /// Fails only for a malformed `REDIS_URL`; connecting happens at first use.
     pub fn new(s: &LimitSettings, auth_prefix: &str) -> Result<Self, String> {
         // change-password checks a password too: without this it would be an unlimited oracle.
-        let auth_paths = ["login", "register", "forgot-password", "reset-password", "change-password"]
-            .iter()
-            .map(|p| format!("{auth_prefix}/{p}"))
-            .collect();
+        // So do the second factor's routes: a code is a guess too.
+        let auth_paths =
+            ["login", "register", "forgot-password", "reset-password", "change-password", "mfa/verify", "mfa/totp"]
+                .iter()
+                .map(|p| format!("{auth_prefix}/{p}"))
+                .collect();
         let redis = match &s.redis {
             None => None,
             Some(r) => Some(RedisStore {
@@ -289,7 +292,7 @@ impl Limits {
         if method == Method::GET && crate::ui::is_ui_path(path) {
             return None;
         }
-        if method == Method::POST && self.auth_paths.iter().any(|p| p == path) {
+        if (method == Method::POST || method == Method::DELETE) && self.auth_paths.iter().any(|p| p == path) {
             Some((&self.auth, "auth"))
         } else {
             Some((&self.general, "general"))

@@ -3,4 +3,5 @@ pub mod account;
 pub mod auth;
 pub mod health;
 pub mod jwks;
+pub mod mfa;
 pub mod sessions;
