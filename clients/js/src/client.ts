@@ -27,6 +27,10 @@ export interface User {
   metadata: Record<string, unknown>;
   is_active: boolean;
   email_verified: boolean;
+  /** Whether a second factor is enrolled (logins then take a second step). */
+  mfa_enabled: boolean;
+  /** `totp`, `webauthn`. */
+  mfa_methods: string[];
   created_at: string;
   updated_at: string;
 }
@@ -145,8 +149,32 @@ export class FraiseAuth {
     return this.signIn("/register", body);
   }
 
+  /**
+   * Signs in. For an account with a second factor this rejects with a `FraiseAuthError` whose
+   * code is `MFA_CHALLENGE` and whose `mfa` holds the token for `verifyMfa` (no session yet).
+   */
   async login(body: { email: string; password: string }): Promise<User> {
     return this.signIn("/login", body);
+  }
+
+  /** The second step of a login: a TOTP code or a recovery code for the challenge's token. */
+  async verifyMfa(mfaToken: string, code: string): Promise<User> {
+    return this.signIn("/mfa/verify", { mfa_token: mfaToken, code });
+  }
+
+  /** Starts TOTP enrollment: the secret, its `otpauth://` URI and a QR code (SVG text). */
+  setupTotp(): Promise<{ secret: string; otpauth_uri: string; qr_svg: string }> {
+    return this.authed("POST", "/mfa/totp/setup", {});
+  }
+
+  /** Turns TOTP on with the first code; resolves to the ten recovery codes (shown once). */
+  async confirmTotp(code: string): Promise<string[]> {
+    return (await this.authed<{ recovery_codes: string[] }>("POST", "/mfa/totp/confirm", { code })).recovery_codes;
+  }
+
+  /** Turns TOTP off, given a current code (or a recovery code) or the password. */
+  async disableTotp(proof: { code: string } | { password: string }): Promise<void> {
+    await this.authed("DELETE", "/mfa/totp", proof);
   }
 
   /** Ends this session (`all`: every session of the user) and forgets the tokens, whatever happens. */
@@ -217,9 +245,18 @@ export class FraiseAuth {
   // ---- internals
 
   private async signIn(path: string, body: Json): Promise<User> {
-    const res = await this.send<TokenResponse & { user: User }>("POST", path, body);
-    this.store(this.tokensOf(res));
-    return res.user;
+    const res = await this.send<
+      (TokenResponse & { user: User }) | { mfa_required: true; mfa_token: string; methods: string[]; expires_at: string }
+    >("POST", path, body);
+    if ("mfa_required" in res && res.mfa_required) {
+      throw new FraiseAuthError("MFA_CHALLENGE", "a second factor is needed to finish signing in", {
+        status: 200,
+        mfa: { token: res.mfa_token, methods: res.methods, expiresAt: Date.parse(res.expires_at) },
+      });
+    }
+    const done = res as TokenResponse & { user: User };
+    this.store(this.tokensOf(done));
+    return done.user;
   }
 
   /** A bearer call; refreshes first when the token is (nearly) expired, and once more on a 401. */

@@ -9,7 +9,14 @@
  * ```
  */
 export { FraiseAuth, type FraiseAuthOptions, type Session, type User } from "./client.js";
-export { FraiseAuthError, isAuthError, type ErrorCode, type ServerErrorCode, type ClientErrorCode } from "./errors.js";
+export {
+  FraiseAuthError,
+  isAuthError,
+  type ErrorCode,
+  type ServerErrorCode,
+  type ClientErrorCode,
+  type MfaChallenge,
+} from "./errors.js";
 export { type CrossTabLock, localLock, webLocks } from "./lock.js";
 export {
   type KeyValueStore,

@@ -128,6 +128,22 @@ describe("single-flight refresh", () => {
   });
 });
 
+describe("second factor", () => {
+  it("login answers MFA_CHALLENGE with the token; verifyMfa finishes and stores the session", async () => {
+    const server = fakeServer({ mfa: true });
+    const auth = new FraiseAuth({ fetch: server.fetch, lock: false });
+    const err = await auth.login(creds).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "MFA_CHALLENGE", mfa: { token: "m1", methods: ["totp", "recovery_code"] } });
+    expect(auth.isSignedIn()).toBe(false);
+    await expect(auth.verifyMfa("m1", "000000")).rejects.toMatchObject({ code: "INVALID_MFA_CODE", status: 401 });
+    expect(auth.isSignedIn()).toBe(false);
+    const user = await auth.verifyMfa((err as FraiseAuthError).mfa?.token ?? "", "123456");
+    expect(user.email).toBe("a@example.com");
+    expect(auth.isSignedIn()).toBe(true);
+    await expect(auth.me()).resolves.toMatchObject({ email: "a@example.com" });
+  });
+});
+
 describe("errors", () => {
   it("carry the envelope's code, message, field and request id", async () => {
     const auth = new FraiseAuth({ fetch: fakeServer().fetch, lock: false });

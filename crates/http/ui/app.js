@@ -31,6 +31,10 @@ function message(err) {
       return `Too many attempts. Try again in ${err.retryAfter ?? 60} seconds.`;
     case "NETWORK_ERROR":
       return "The server could not be reached. Check your connection and try again.";
+    case "INVALID_MFA_CODE":
+      return "That code is not right. Check that your phone's clock is correct and try again.";
+    case "MFA_TOKEN_EXPIRED":
+      return "This sign-in has expired or had too many tries. Start over.";
     case "INVALID_RESET_TOKEN":
     case "INVALID_TOKEN":
       return "This link is invalid, used or expired. Ask for a new one.";
@@ -132,6 +136,29 @@ function renderSessions(sessions) {
   }
 }
 
+/** The second step a sign-in is waiting for (never stored: a reload starts over). */
+let challenge = null;
+
+/** Inserts the server's QR code (an SVG document) as markup, without running anything. */
+function showQr(svgText) {
+  const doc = new DOMParser().parseFromString(svgText, "image/svg+xml");
+  const svg = doc.documentElement;
+  $("mfa-qr").replaceChildren();
+  if (svg.nodeName !== "svg") return;
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", "QR code for your authenticator app");
+  $("mfa-qr").append(document.importNode(svg, true));
+}
+
+function renderMfa(me) {
+  $("mfa-state").textContent = me.mfa_enabled
+    ? "On: signing in asks for a code from your authenticator app."
+    : "Off: signing in needs only your password.";
+  $("mfa-setup").hidden = me.mfa_enabled;
+  $("form-mfa-disable").hidden = !me.mfa_methods.includes("totp");
+  $("mfa-enroll").hidden = true;
+}
+
 async function account() {
   show("account");
   $("account-error").textContent = "";
@@ -142,6 +169,7 @@ async function account() {
     $("me-name").textContent = me.name ?? "—";
     $("me-verified").textContent = me.email_verified ? "Yes" : "Not yet";
     $("send-verification").hidden = me.email_verified;
+    renderMfa(me);
     renderSessions(sessions);
   } catch (err) {
     if (!isAuthError(err, ...SESSION_OVER)) {
@@ -169,15 +197,72 @@ async function route() {
   if (page() === "reset-password" && linkToken && !hash) return show("reset");
   if (page() === "verify-email" && linkToken && !hash) return verify(linkToken);
   if (hash === "verified") return show("verify");
+  if (hash === "mfa" && challenge && !auth.isSignedIn()) return show("mfa");
   if (["signin", "signup", "forgot"].includes(hash) && !auth.isSignedIn()) return show(hash);
   if (auth.isSignedIn()) return account();
   return show(["signup", "forgot"].includes(hash) ? hash : "signin");
 }
 
 handle("form-signin", async (f) => {
-  const user = await auth.login({ email: f.email, password: f.password });
-  status(`Signed in as ${user.email}.`);
-  go("account");
+  try {
+    const user = await auth.login({ email: f.email, password: f.password });
+    status(`Signed in as ${user.email}.`);
+    go("account");
+  } catch (err) {
+    if (!isAuthError(err, "MFA_CHALLENGE")) throw err;
+    challenge = err.mfa;
+    go("mfa");
+  }
+});
+handle("form-mfa", async (f) => {
+  try {
+    const user = await auth.verifyMfa(challenge?.token ?? "", f.code.trim());
+    challenge = null;
+    status(`Signed in as ${user.email}.`);
+    go("account");
+  } catch (err) {
+    if (isAuthError(err, "MFA_TOKEN_EXPIRED")) {
+      challenge = null;
+      status(message(err));
+      go("signin");
+      return;
+    }
+    throw err;
+  }
+});
+$("mfa-setup").addEventListener("click", async () => {
+  try {
+    const setup = await auth.setupTotp();
+    showQr(setup.qr_svg);
+    $("mfa-secret").textContent = setup.secret;
+    $("mfa-setup").hidden = true;
+    $("mfa-recovery").hidden = true;
+    $("mfa-enroll").hidden = false;
+    $("mfa-confirm-code").focus();
+  } catch (err) {
+    $("account-error").textContent = message(err);
+  }
+});
+handle("form-mfa-confirm", async (f) => {
+  const codes = await auth.confirmTotp(f.code.trim());
+  const list = $("recovery-codes");
+  list.replaceChildren(
+    ...codes.map((c) => {
+      const li = document.createElement("li");
+      li.textContent = c;
+      return li;
+    }),
+  );
+  renderMfa(await auth.me());
+  $("mfa-recovery").hidden = false;
+  status("Two-step verification is on. Save your recovery codes.");
+  $("h-mfa-settings").focus();
+});
+handle("form-mfa-disable", async (f) => {
+  await auth.disableTotp({ code: f.code.trim() });
+  renderMfa(await auth.me());
+  $("mfa-recovery").hidden = true;
+  status("Two-step verification is off.");
 });
 handle("form-signup", async (f) => {
   const user = await auth.register({ email: f.email, password: f.password, name: f.name || undefined });

@@ -77,8 +77,28 @@ export class FraiseAuth {
     async register(body) {
         return this.signIn("/register", body);
     }
+    /**
+     * Signs in. For an account with a second factor this rejects with a `FraiseAuthError` whose
+     * code is `MFA_CHALLENGE` and whose `mfa` holds the token for `verifyMfa` (no session yet).
+     */
     async login(body) {
         return this.signIn("/login", body);
+    }
+    /** The second step of a login: a TOTP code or a recovery code for the challenge's token. */
+    async verifyMfa(mfaToken, code) {
+        return this.signIn("/mfa/verify", { mfa_token: mfaToken, code });
+    }
+    /** Starts TOTP enrollment: the secret, its `otpauth://` URI and a QR code (SVG text). */
+    setupTotp() {
+        return this.authed("POST", "/mfa/totp/setup", {});
+    }
+    /** Turns TOTP on with the first code; resolves to the ten recovery codes (shown once). */
+    async confirmTotp(code) {
+        return (await this.authed("POST", "/mfa/totp/confirm", { code })).recovery_codes;
+    }
+    /** Turns TOTP off, given a current code (or a recovery code) or the password. */
+    async disableTotp(proof) {
+        await this.authed("DELETE", "/mfa/totp", proof);
     }
     /** Ends this session (`all`: every session of the user) and forgets the tokens, whatever happens. */
     async logout(opts = {}) {
@@ -140,8 +160,15 @@ export class FraiseAuth {
     // ---- internals
     async signIn(path, body) {
         const res = await this.send("POST", path, body);
-        this.store(this.tokensOf(res));
-        return res.user;
+        if ("mfa_required" in res && res.mfa_required) {
+            throw new FraiseAuthError("MFA_CHALLENGE", "a second factor is needed to finish signing in", {
+                status: 200,
+                mfa: { token: res.mfa_token, methods: res.methods, expiresAt: Date.parse(res.expires_at) },
+            });
+        }
+        const done = res;
+        this.store(this.tokensOf(done));
+        return done.user;
     }
     /** A bearer call; refreshes first when the token is (nearly) expired, and once more on a 401. */
     async authed(method, path, body) {

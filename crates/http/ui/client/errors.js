@@ -17,6 +17,8 @@ export class FraiseAuthError extends Error {
             this.retryAfter = init.retryAfter;
         if (init.requestId !== undefined)
             this.requestId = init.requestId;
+        if (init.mfa !== undefined)
+            this.mfa = init.mfa;
         if (init.cause !== undefined)
             this.cause = init.cause;
     }

@@ -9,6 +9,6 @@
  * ```
  */
 export { FraiseAuth } from "./client.js";
-export { FraiseAuthError, isAuthError } from "./errors.js";
+export { FraiseAuthError, isAuthError, } from "./errors.js";
 export { localLock, webLocks } from "./lock.js";
 export { cookieStorage, localStorageStorage, memoryStorage, readCookie, } from "./storage.js";
