@@ -146,6 +146,7 @@ async fn a_code_is_accepted_once_and_within_one_step_of_skew(backend: Backend) {
 async fn recovery_codes_work_once_each_in_any_case(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let e = enrolled(&app, "rec@example.com").await;
+    let before = crate::metrics::scrape(&app).await;
     let t = mfa_token(&app, "rec@example.com").await;
     let typed = e.recovery[0].to_uppercase().replace('-', " ");
     verify(&app, &t, &typed).await.assert(200, "");
@@ -153,6 +154,11 @@ async fn recovery_codes_work_once_each_in_any_case(backend: Backend) {
     verify(&app, &t, &e.recovery[0]).await.assert(401, "INVALID_MFA_CODE");
     verify(&app, &t, &e.recovery[1]).await.assert(200, "");
     assert_eq!(crate::storage::count_audit(&app, "mfa_recovery_code_used").await, 2);
+    let after = crate::metrics::scrape(&app).await;
+    let delta = |series: &str| crate::metrics::value(&after, series) - crate::metrics::value(&before, series);
+    assert!(delta(r#"fraise_mfa_total{method="recovery_code",outcome="success"}"#) >= 2.0, "{after}");
+    assert!(delta(r#"fraise_mfa_total{method="recovery_code",outcome="invalid"}"#) >= 1.0, "{after}");
+    assert!(delta(r#"fraise_logins_total{outcome="mfa_required"}"#) >= 2.0, "{after}");
     // Another user's recovery code is no good here.
     let other = enrolled(&app, "rec2@example.com").await;
     let t = mfa_token(&app, "rec@example.com").await;
