@@ -354,4 +354,77 @@ both_backends!(
     the_secret_is_sealed_at_rest_and_recovery_codes_are_hashed,
     require_mfa_allows_only_enrollment_until_there_is_a_factor,
     support_resets_mfa_from_the_command_line,
+    wrong_codes_from_many_clients_lock_the_second_step_for_everyone,
+    a_secret_sealed_under_a_former_key_opens_and_is_sealed_again,
 );
+
+async fn wrong_codes_from_many_clients_lock_the_second_step_for_everyone(backend: Backend) {
+    // Per-client lockout off the table: every request here comes from one address, so raise it,
+    // and show that the per-user lock alone stops the guessing.
+    let app =
+        TestApp::spawn_with(backend, &[("LOCKOUT_CLIENT_THRESHOLD", "1000"), ("LOCKOUT_ACCOUNT_THRESHOLD", "2000")])
+            .await;
+    let e = enrolled(&app, "many@example.com").await;
+    for _ in 0..2 {
+        let t = mfa_token(&app, "many@example.com").await;
+        for _ in 0..5 {
+            verify(&app, &t, "000000").await.assert(401, "INVALID_MFA_CODE");
+        }
+    }
+    assert_eq!(crate::storage::count_audit(&app, "mfa_locked").await, 1);
+    // Locked for everyone: the right code is refused without being looked at.
+    let t = mfa_token(&app, "many@example.com").await;
+    let r = verify(&app, &t, &totp(&e.secret, app.clock_now().timestamp())).await;
+    r.assert(423, "ACCOUNT_LOCKED");
+    assert_eq!(r.header("retry-after"), Some("900"));
+    // Fifteen minutes later one more wrong code locks for thirty.
+    app.clock.advance(Duration::seconds(901));
+    let t = mfa_token(&app, "many@example.com").await;
+    verify(&app, &t, "000000").await.assert(401, "INVALID_MFA_CODE");
+    let r = verify(&app, &t, &e.recovery[0]).await;
+    r.assert(423, "ACCOUNT_LOCKED");
+    assert_eq!(r.header("retry-after"), Some("1800"));
+    // A password change (here a reset) ends the lock and voids the pending token.
+    let pending = mfa_token(&app, "many@example.com").await;
+    app.post("/auth/forgot-password", json!({"email": "many@example.com"})).await.assert(200, "");
+    let reset = app.outbox_tokens("reset-password", 1).await.pop().unwrap();
+    app.post("/auth/reset-password", json!({"token": reset, "new_password": "NewPass456!x"})).await.assert(200, "");
+    verify(&app, &pending, &e.recovery[0]).await.assert(401, "MFA_TOKEN_EXPIRED");
+    let r = app.login("many@example.com", "NewPass456!x").await;
+    assert_eq!(r.body["mfa_required"], json!(true), "a reset does not turn the second factor off: {}", r.text);
+    verify(&app, &r.str("mfa_token"), &e.recovery[0]).await.assert(200, "");
+}
+
+async fn a_secret_sealed_under_a_former_key_opens_and_is_sealed_again(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let e = enrolled(&app, "rotate@example.com").await;
+    let before = sealed_secret(&app).await;
+    // The same database, served with a new JWT secret and the old one listed as former.
+    let rotated = fraise_auth::config::Config::from_sources(&fraise_auth::config::Sources::from_pairs(&[(
+        "JWT_PREVIOUS_SECRET_KEYS",
+        crate::helpers::SECRET,
+    )]))
+    .unwrap();
+    let mut cfg = app.config.clone();
+    cfg.jwt_previous_secrets = rotated.jwt_previous_secrets;
+    let clock: std::sync::Arc<dyn fraise_core::Clock> = std::sync::Arc::new(app.clock.clone());
+    let new_secret = "another-secret-0123456789-another-secret-0123456789";
+    let auth = fraise_auth::boot::service(&cfg, app.db.store(), new_secret.as_bytes(), clock).unwrap();
+    let out = auth.login("rotate@example.com", PASSWORD, &Default::default()).await.unwrap();
+    let fraise_core::service::LoginOutcome::MfaRequired(m) = out else { panic!("no second step") };
+    auth.mfa_verify(&m.mfa_token, &totp(&e.secret, app.clock_now().timestamp()), &Default::default()).await.unwrap();
+    let after = sealed_secret(&app).await;
+    assert_ne!(before, after, "sealed again under the current key");
+    // Without the former key the old server's seal is now useless, and the new one opens.
+    app.clock.advance(Duration::seconds(30));
+    let fresh = fraise_auth::boot::service(
+        &app.config,
+        app.db.store(),
+        new_secret.as_bytes(),
+        std::sync::Arc::new(app.clock.clone()),
+    )
+    .unwrap();
+    let out = fresh.login("rotate@example.com", PASSWORD, &Default::default()).await.unwrap();
+    let fraise_core::service::LoginOutcome::MfaRequired(m) = out else { panic!("no second step") };
+    fresh.mfa_verify(&m.mfa_token, &totp(&e.secret, app.clock_now().timestamp()), &Default::default()).await.unwrap();
+}

@@ -34,9 +34,25 @@ pub const RECOVERY_CODE_COUNT: usize = 10;
 pub const MFA_TOKEN_MAX_ATTEMPTS: i32 = 5;
 /// How long an `mfa_token` lives, in seconds.
 pub const MFA_TOKEN_TTL_SECONDS: i64 = 300;
+/// Consecutive wrong second factors of one user (any clients, any tokens) before the second step
+/// is locked for everyone.
+pub const MFA_LOCK_THRESHOLD: i64 = 10;
+/// The first lock, doubling with every further wrong code (after it ends), at most a day.
+pub const MFA_LOCK_FIRST_SECONDS: i64 = 15 * 60;
+pub const MFA_LOCK_MAX_SECONDS: i64 = 24 * 3600;
+
+/// How long the second step is locked after `failures` consecutive wrong factors (0: not).
+pub fn mfa_lock_seconds(failures: i64) -> i64 {
+    if failures < MFA_LOCK_THRESHOLD {
+        return 0;
+    }
+    let doublings = u32::try_from((failures - MFA_LOCK_THRESHOLD).min(20)).unwrap_or(20);
+    MFA_LOCK_FIRST_SECONDS.saturating_mul(1_i64 << doublings).min(MFA_LOCK_MAX_SECONDS)
+}
 
 const MFA_TOKEN_PREFIX: &str = "mfa_";
-/// Base32 alphabet of recovery codes (RFC 4648, lower-cased): no 0/1/8/9, so no O/I/B confusion.
+/// Base32 alphabet of recovery codes (RFC 4648, lower-cased): no digits 0, 1, 8 or 9 to mistake
+/// for o, l, b or g.
 const RECOVERY_ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 /// 16 base32 characters = 80 bits.
 const RECOVERY_CHARS: usize = 16;
@@ -298,6 +314,11 @@ impl SecretSealer {
         out
     }
 
+    /// Whether `blob` was sealed with the current key (else it should be sealed again).
+    pub fn is_current(&self, blob: &[u8]) -> bool {
+        blob.get(1..1 + KEY_ID_LEN).is_some_and(|id| id == self.current.id)
+    }
+
     pub fn open(&self, user: Uuid, blob: &[u8]) -> Result<TotpSecret, SealError> {
         let (&version, rest) = blob.split_first().ok_or(SealError)?;
         if version != SEAL_VERSION || rest.len() < KEY_ID_LEN + NONCE_LEN + 16 {
@@ -411,6 +432,8 @@ mod tests {
         assert_eq!(old.open(Uuid::new_v4(), &blob), Err(SealError), "another user's row");
         let rotated = SecretSealer::new(b"new-server-secret", &[b"old-server-secret"]);
         assert_eq!(rotated.open(user, &blob).unwrap(), secret, "former key still opens");
+        assert!(old.is_current(&blob) && !rotated.is_current(&blob));
+        assert!(rotated.is_current(&rotated.seal(user, &secret)));
         assert_eq!(SecretSealer::new(b"new-server-secret", &[]).open(user, &blob), Err(SealError));
         let mut tampered = blob.clone();
         let last = tampered.len() - 1;
@@ -418,6 +441,16 @@ mod tests {
         assert_eq!(old.open(user, &tampered), Err(SealError));
         assert_eq!(old.open(user, &[]), Err(SealError));
         assert_eq!(old.open(user, &blob[..10]), Err(SealError));
+    }
+
+    #[test]
+    fn the_second_step_locks_after_ten_wrong_factors_doubling_to_a_day() {
+        assert_eq!(mfa_lock_seconds(9), 0);
+        assert_eq!(mfa_lock_seconds(10), 900);
+        assert_eq!(mfa_lock_seconds(11), 1800);
+        assert_eq!(mfa_lock_seconds(16), 57_600);
+        assert_eq!(mfa_lock_seconds(17), 86_400);
+        assert_eq!(mfa_lock_seconds(i64::MAX), 86_400);
     }
 
     #[test]

@@ -23,8 +23,9 @@ pub trait UserStore: Send + Sync {
     async fn set_active(&self, id: Uuid, active: bool, now: DateTime<Utc>) -> Result<bool, StoreError>;
 
     /// Replaces the password hash and, in the same transaction, revokes every live session of
-    /// the user except `keep` and voids the user's outstanding password-reset tokens. Returns how
-    /// many sessions were revoked.
+    /// the user except `keep`, voids the user's outstanding password-reset tokens and pending
+    /// logins' `mfa_token`s, and forgets the wrong second factors. Returns how many sessions were
+    /// revoked.
     async fn set_password(
         &self,
         id: Uuid,
@@ -241,14 +242,30 @@ pub trait MfaStore: Send + Sync {
     /// Unused recovery codes of `user`.
     async fn recovery_codes_left(&self, user: Uuid) -> Result<u32, StoreError>;
 
-    /// Removes the TOTP enrollment (confirmed or not) and the recovery codes, and clears the TOTP
-    /// bit; `true` if a confirmed enrollment was removed.
+    /// Removes the TOTP enrollment (confirmed or not) and the recovery codes, voids pending logins'
+    /// `mfa_token`s, and clears the TOTP bit; `true` if a confirmed enrollment was removed.
     async fn remove_totp(&self, user: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError>;
 
     /// Removes every second factor of `user` (TOTP, recovery codes, passkeys), clears the bits
     /// and voids outstanding challenges (support's `user reset-mfa`); `false` if the user does not
     /// exist.
     async fn reset_mfa(&self, user: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Counts one wrong second factor of `user` (any client) and returns the new count.
+    async fn add_mfa_failure(&self, user: Uuid, now: DateTime<Utc>) -> Result<i64, StoreError>;
+
+    /// Locks the second step of `user` until `until`.
+    async fn lock_mfa(&self, user: Uuid, until: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// When the second step of `user` is locked until, if that is after `now`.
+    async fn mfa_locked_until(&self, user: Uuid, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Forgets the wrong second factors of `user`.
+    async fn clear_mfa_failures(&self, user: Uuid) -> Result<(), StoreError>;
+
+    /// Replaces the sealed TOTP secret `old` by `new` (the same secret sealed under the current
+    /// key); `false` if the row changed meanwhile.
+    async fn reseal_totp(&self, user: Uuid, old: &[u8], new: &[u8]) -> Result<bool, StoreError>;
 
     async fn insert_mfa_challenge(
         &self,

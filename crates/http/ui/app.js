@@ -172,6 +172,12 @@ async function account() {
     renderMfa(me);
     renderSessions(sessions);
   } catch (err) {
+    if (isAuthError(err, "MFA_REQUIRED")) {
+      // REQUIRE_MFA: nothing else works until a second factor is set up; offer it.
+      renderMfa({ mfa_enabled: false, mfa_methods: [] });
+      $("account-error").textContent = "Two-step verification is required for this account: set it up to continue.";
+      return;
+    }
     if (!isAuthError(err, ...SESSION_OVER)) {
       $("account-error").textContent = message(err);
       return;
@@ -253,7 +259,8 @@ handle("form-mfa-confirm", async (f) => {
       return li;
     }),
   );
-  renderMfa(await auth.me());
+  $("account-error").textContent = "";
+  await account();
   $("mfa-recovery").hidden = false;
   status("Two-step verification is on. Save your recovery codes.");
   $("h-mfa-settings").focus();

@@ -7,6 +7,11 @@
 //! than five guesses in all; a wrong code also counts toward the account's lockout, like a wrong
 //! password. Failed-login counters are cleared only when the second step succeeds.
 //!
+//! The tries of one token bound one login, not the guesses of someone who has the password and
+//! can log in again from many addresses: ten consecutive wrong second factors of a user (any
+//! clients) lock the second step for everyone, 15 minutes doubling to a day, until a right factor
+//! or a password change.
+//!
 //! A TOTP code is accepted once: the store moves `last_step` forward with a conditional UPDATE,
 //! so the same code presented twice (on any nodes) is refused the second time.
 use chrono::{DateTime, Duration};
@@ -16,7 +21,7 @@ use uuid::Uuid;
 use super::{AuthService, Authenticated, ClientInfo, Principal, lockout};
 use crate::error::AuthError;
 use crate::mfa::{
-    MFA_TOKEN_MAX_ATTEMPTS, MFA_TOKEN_TTL_SECONDS, TotpSecret, new_mfa_token, new_recovery_codes,
+    MFA_TOKEN_MAX_ATTEMPTS, MFA_TOKEN_TTL_SECONDS, TotpSecret, mfa_lock_seconds, new_mfa_token, new_recovery_codes,
     normalize_recovery_code, parse_mfa_token, qr_svg, recovery_code_hash,
 };
 use crate::model::User;
@@ -131,10 +136,52 @@ impl AuthService {
             self.store.take_mfa_attempt(&hash, now, MFA_TOKEN_MAX_ATTEMPTS).await?.ok_or(AuthError::MfaTokenExpired)?;
         let user = self.store.user_by_id(user).await?.ok_or(AuthError::MfaTokenExpired)?;
         self.check_lockout(&lockout::email_key(&user.email), client).await?;
+        self.check_mfa_lock(user.id).await?;
         if !user.is_active {
             return Err(AuthError::AccountDisabled);
         }
         Ok(MfaAttempt { user, hash })
+    }
+
+    /// Refuses while the user's second step is locked (too many wrong factors, any clients).
+    async fn check_mfa_lock(&self, user: Uuid) -> Result<(), AuthError> {
+        let now = self.clock.now();
+        match self.store.mfa_locked_until(user, now).await? {
+            Some(until) => Err(AuthError::AccountLocked {
+                retry_after: (until - now).to_std().unwrap_or_default().max(std::time::Duration::from_secs(1)),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a wrong second factor against the user (every client) and locks at the threshold.
+    async fn count_mfa_failure(&self, user: &User, client: &ClientInfo) -> Result<(), AuthError> {
+        let now = self.clock.now();
+        let failures = self.store.add_mfa_failure(user.id, now).await?;
+        let lock = mfa_lock_seconds(failures);
+        if lock > 0 {
+            self.store.lock_mfa(user.id, now + Duration::seconds(lock)).await?;
+            tracing::warn!(user = %user.id, failures, lock_seconds = lock, "second factor locked: repeated wrong codes");
+            self.audit("mfa_locked", Some(user.id), None, client, json!({"failures": failures, "seconds": lock})).await;
+        }
+        Ok(())
+    }
+
+    /// Opens a stored TOTP secret, sealing it again under the current key if a former key opened
+    /// it (so former keys can be retired once every user has signed in).
+    async fn open_secret(&self, user: Uuid, sealed: &[u8]) -> Result<TotpSecret, AuthError> {
+        let secret = self.sealer.open(user, sealed).map_err(|e| {
+            tracing::error!(%user, "the TOTP secret cannot be opened: was JWT_SECRET_KEY or MFA_ENCRYPTION_KEY changed \
+                without keeping the former one in JWT_PREVIOUS_SECRET_KEYS or MFA_PREVIOUS_ENCRYPTION_KEYS?");
+            AuthError::internal(e)
+        })?;
+        if !self.sealer.is_current(sealed) {
+            let resealed = self.sealer.seal(user, &secret);
+            if self.store.reseal_totp(user, sealed, &resealed).await? {
+                tracing::info!(%user, "TOTP secret sealed again under the current key");
+            }
+        }
+        Ok(secret)
     }
 
     /// The second factor was proven: uses the token up and starts the session.
@@ -151,6 +198,7 @@ impl AuthService {
         }
         let email = lockout::email_key(&attempt.user.email);
         self.store.clear_failures(&email, Some(&lockout::client_key(client)), now).await?;
+        self.store.clear_mfa_failures(attempt.user.id).await?;
         count(method, "success");
         let out = self.start_session(attempt.user, client).await?;
         self.audit("login_success", Some(out.user.id), Some(out.session), client, json!({"mfa": method.as_str()}))
@@ -158,10 +206,14 @@ impl AuthService {
         Ok(out)
     }
 
-    /// A wrong second factor: audited, counted, and counted toward lockout like a wrong password.
+    /// A wrong second factor: audited, counted toward the client's lockout like a wrong password,
+    /// and toward the user's second-factor lock (all clients).
     pub async fn mfa_failed(&self, attempt: &MfaAttempt, method: MfaMethod, client: &ClientInfo) -> AuthError {
         count(method, "invalid");
         self.audit("mfa_failure", Some(attempt.user.id), None, client, json!({"method": method.as_str()})).await;
+        if let Err(e) = self.count_mfa_failure(&attempt.user, client).await {
+            return e;
+        }
         let email = lockout::email_key(&attempt.user.email);
         match self.count_failure(&email, Some(attempt.user.id), client).await {
             Ok(()) => AuthError::InvalidMfaCode,
@@ -210,7 +262,7 @@ impl AuthService {
                 let Some(record) = self.store.totp(user.id).await?.filter(|r| r.confirmed) else {
                     return Ok(false);
                 };
-                let secret = self.sealer.open(user.id, &record.sealed_secret).map_err(AuthError::internal)?;
+                let secret = self.open_secret(user.id, &record.sealed_secret).await?;
                 let Some(step) = secret.check(code, self.clock.now().timestamp()) else {
                     return Ok(false);
                 };
@@ -278,6 +330,7 @@ impl AuthService {
     ) -> Result<(), AuthError> {
         let email = lockout::email_key(&p.user.email);
         self.check_lockout(&email, client).await?;
+        self.check_mfa_lock(p.user.id).await?;
         let enrolled = self.store.totp(p.user.id).await?.is_some_and(|r| r.confirmed);
         if !enrolled {
             return Err(AuthError::validation("totp", "TOTP is not enabled"));
@@ -295,10 +348,14 @@ impl AuthService {
         };
         if !ok {
             self.audit("mfa_totp_remove_failure", Some(p.user.id), Some(p.session.id), client, json!({})).await;
+            if code.is_some() {
+                self.count_mfa_failure(&p.user, client).await?;
+            }
             self.count_failure(&email, Some(p.user.id), client).await?;
             return Err(if code.is_some() { AuthError::InvalidMfaCode } else { AuthError::InvalidCredentials });
         }
         self.store.remove_totp(p.user.id, self.clock.now()).await?;
+        self.store.clear_mfa_failures(p.user.id).await?;
         count(MfaMethod::Totp, "removed");
         self.audit("mfa_totp_disabled", Some(p.user.id), Some(p.session.id), client, json!({})).await;
         Ok(())

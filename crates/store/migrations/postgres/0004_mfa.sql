@@ -35,3 +35,13 @@ CREATE TABLE tb_mfa_challenge (
 );
 CREATE INDEX ix_tb_mfa_challenge_fk_user ON tb_mfa_challenge (fk_user);
 CREATE INDEX ix_tb_mfa_challenge_expires_at ON tb_mfa_challenge (expires_at);
+
+-- Consecutive wrong second factors per user, whatever the client: the mfa_token's five tries
+-- bound one login, this bounds them all (a password holder could otherwise mint tokens from
+-- many addresses). Cleared by a right second factor and by a password change.
+CREATE TABLE tb_mfa_failure (
+    fk_user         UUID PRIMARY KEY REFERENCES tb_user (pk_user) ON DELETE CASCADE,
+    failures        INTEGER NOT NULL,
+    last_failure_at TIMESTAMPTZ NOT NULL,
+    locked_until    TIMESTAMPTZ
+);

@@ -149,11 +149,12 @@ impl MfaStore for PgStore {
             Some(r) => r.try_get::<bool, _>("confirmed").map_err(map)?,
             None => false,
         };
-        sqlx::query(self.sql("DELETE FROM {s}.tb_mfa_recovery_code WHERE fk_user = $1"))
-            .bind(user)
-            .execute(&mut *tx)
-            .await
-            .map_err(map)?;
+        for template in [
+            "DELETE FROM {s}.tb_mfa_recovery_code WHERE fk_user = $1",
+            "DELETE FROM {s}.tb_mfa_challenge WHERE fk_user = $1",
+        ] {
+            sqlx::query(self.sql(template)).bind(user).execute(&mut *tx).await.map_err(map)?;
+        }
         sqlx::query(self.sql("UPDATE {s}.tb_user SET mfa_methods = mfa_methods & ~$2::integer WHERE pk_user = $1"))
             .bind(user)
             .bind(MfaMethods::TOTP)
@@ -179,11 +180,68 @@ impl MfaStore for PgStore {
             "DELETE FROM {s}.tb_mfa_totp WHERE fk_user = $1",
             "DELETE FROM {s}.tb_mfa_recovery_code WHERE fk_user = $1",
             "DELETE FROM {s}.tb_mfa_challenge WHERE fk_user = $1",
+            "DELETE FROM {s}.tb_mfa_failure WHERE fk_user = $1",
         ] {
             sqlx::query(self.sql(template)).bind(user).execute(&mut *tx).await.map_err(map)?;
         }
         tx.commit().await.map_err(map)?;
         Ok(true)
+    }
+
+    async fn add_mfa_failure(&self, user: Uuid, now: DateTime<Utc>) -> Result<i64, StoreError> {
+        let n: i32 = sqlx::query_scalar(self.sql(
+            "INSERT INTO {s}.tb_mfa_failure AS f (fk_user, failures, last_failure_at) VALUES ($1, 1, $2) \
+             ON CONFLICT (fk_user) DO UPDATE SET failures = f.failures + 1, last_failure_at = $2 RETURNING failures",
+        ))
+        .bind(user)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map)?;
+        Ok(i64::from(n))
+    }
+
+    async fn lock_mfa(&self, user: Uuid, until: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(self.sql("UPDATE {s}.tb_mfa_failure SET locked_until = $2 WHERE fk_user = $1"))
+            .bind(user)
+            .bind(until)
+            .execute(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(())
+    }
+
+    async fn mfa_locked_until(&self, user: Uuid, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
+        sqlx::query_scalar(
+            self.sql("SELECT locked_until FROM {s}.tb_mfa_failure WHERE fk_user = $1 AND locked_until > $2"),
+        )
+        .bind(user)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)
+    }
+
+    async fn clear_mfa_failures(&self, user: Uuid) -> Result<(), StoreError> {
+        sqlx::query(self.sql("DELETE FROM {s}.tb_mfa_failure WHERE fk_user = $1"))
+            .bind(user)
+            .execute(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(())
+    }
+
+    async fn reseal_totp(&self, user: Uuid, old: &[u8], new: &[u8]) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            self.sql("UPDATE {s}.tb_mfa_totp SET secret_sealed = $3 WHERE fk_user = $1 AND secret_sealed = $2"),
+        )
+        .bind(user)
+        .bind(old)
+        .bind(new)
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn insert_mfa_challenge(

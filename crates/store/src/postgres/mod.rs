@@ -353,6 +353,13 @@ impl UserStore for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(map)?;
+        // Nor may a login started with the old password be finished, and the second-factor lock
+        // (a password holder guessing codes) ends with the password.
+        for template in
+            ["DELETE FROM {s}.tb_mfa_challenge WHERE fk_user = $1", "DELETE FROM {s}.tb_mfa_failure WHERE fk_user = $1"]
+        {
+            sqlx::query(self.sql(template)).bind(id).execute(&mut *tx).await.map_err(map)?;
+        }
         tx.commit().await.map_err(map)?;
         Ok(revoked)
     }

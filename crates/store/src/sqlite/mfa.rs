@@ -7,7 +7,7 @@ use fraise_core::store::{MfaStore, TotpRecord};
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{SqliteStore, parse_uuid, ts};
+use super::{SqliteStore, parse_ts, parse_uuid, ts};
 use crate::errors::map;
 
 #[async_trait]
@@ -142,11 +142,11 @@ impl MfaStore for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(map)?;
-        sqlx::query("DELETE FROM tb_mfa_recovery_code WHERE fk_user = ?1")
-            .bind(&id)
-            .execute(&mut *tx)
-            .await
-            .map_err(map)?;
+        for statement in
+            ["DELETE FROM tb_mfa_recovery_code WHERE fk_user = ?1", "DELETE FROM tb_mfa_challenge WHERE fk_user = ?1"]
+        {
+            sqlx::query(statement).bind(&id).execute(&mut *tx).await.map_err(map)?;
+        }
         sqlx::query("UPDATE tb_user SET mfa_methods = mfa_methods & ~?2 WHERE pk_user = ?1")
             .bind(&id)
             .bind(MfaMethods::TOTP)
@@ -173,11 +173,65 @@ impl MfaStore for SqliteStore {
             "DELETE FROM tb_mfa_totp WHERE fk_user = ?1",
             "DELETE FROM tb_mfa_recovery_code WHERE fk_user = ?1",
             "DELETE FROM tb_mfa_challenge WHERE fk_user = ?1",
+            "DELETE FROM tb_mfa_failure WHERE fk_user = ?1",
         ] {
             sqlx::query(statement).bind(&id).execute(&mut *tx).await.map_err(map)?;
         }
         tx.commit().await.map_err(map)?;
         Ok(true)
+    }
+
+    async fn add_mfa_failure(&self, user: Uuid, now: DateTime<Utc>) -> Result<i64, StoreError> {
+        sqlx::query_scalar(
+            "INSERT INTO tb_mfa_failure AS f (fk_user, failures, last_failure_at) VALUES (?1, 1, ?2) \
+             ON CONFLICT (fk_user) DO UPDATE SET failures = f.failures + 1, last_failure_at = ?2 RETURNING failures",
+        )
+        .bind(user.to_string())
+        .bind(ts(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map)
+    }
+
+    async fn lock_mfa(&self, user: Uuid, until: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE tb_mfa_failure SET locked_until = ?2 WHERE fk_user = ?1")
+            .bind(user.to_string())
+            .bind(ts(until))
+            .execute(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(())
+    }
+
+    async fn mfa_locked_until(&self, user: Uuid, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let until: Option<String> =
+            sqlx::query_scalar("SELECT locked_until FROM tb_mfa_failure WHERE fk_user = ?1 AND locked_until > ?2")
+                .bind(user.to_string())
+                .bind(ts(now))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map)?;
+        until.as_deref().map(parse_ts).transpose()
+    }
+
+    async fn clear_mfa_failures(&self, user: Uuid) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM tb_mfa_failure WHERE fk_user = ?1")
+            .bind(user.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(())
+    }
+
+    async fn reseal_totp(&self, user: Uuid, old: &[u8], new: &[u8]) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE tb_mfa_totp SET secret_sealed = ?3 WHERE fk_user = ?1 AND secret_sealed = ?2")
+            .bind(user.to_string())
+            .bind(old)
+            .bind(new)
+            .execute(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn insert_mfa_challenge(

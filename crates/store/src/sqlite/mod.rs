@@ -348,6 +348,13 @@ impl UserStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(map)?;
+        // Nor may a login started with the old password be finished; the second-factor lock ends
+        // with the password.
+        for statement in
+            ["DELETE FROM tb_mfa_challenge WHERE fk_user = ?1", "DELETE FROM tb_mfa_failure WHERE fk_user = ?1"]
+        {
+            sqlx::query(statement).bind(id.to_string()).execute(&mut *tx).await.map_err(map)?;
+        }
         tx.commit().await.map_err(map)?;
         Ok(revoked)
     }
