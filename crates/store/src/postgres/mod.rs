@@ -26,6 +26,7 @@ mod diagnose;
 mod lockout;
 mod one_time;
 mod tenants;
+mod webauthn;
 
 pub use tenants::PgTenants;
 
