@@ -160,6 +160,7 @@ pub fn service(
         session_retention: Duration::days(cfg.session_retention_days),
         audit_retention: Duration::days(cfg.audit_retention_days),
         links: cfg.links.clone(),
+        passkeys: cfg.passkeys.clone(),
     };
     let components = Components {
         store,

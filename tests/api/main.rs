@@ -28,3 +28,4 @@ mod sessions;
 mod storage;
 mod tenancy;
 mod ui;
+mod webauthn;

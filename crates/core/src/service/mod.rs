@@ -7,17 +7,19 @@
 //!
 //! `mod.rs` holds the service, login/register, refresh, logout and authentication; `sessions.rs`
 //! the session list and revocation; `account.rs` passwords, profile, reset and verification;
-//! `maintenance.rs` the cleanup and the audit log.
+//! `maintenance.rs` the cleanup and the audit log; `webauthn.rs` passkeys.
 mod account;
 mod admin;
 mod lockout;
 mod maintenance;
 mod sessions;
+mod webauthn;
 
 pub use admin::parse_roles;
 pub use lockout::{LockoutPolicy, client_bucket};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
+pub use webauthn::{CeremonyStart, MAX_PASSKEYS_PER_USER, PasskeyConfig};
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
@@ -80,6 +82,9 @@ pub struct Settings {
     /// Audit rows are deleted at this age.
     pub audit_retention: Duration,
     pub links: Links,
+    /// Passkeys (WebAuthn): the relying party; `None` when not configured (the routes answer
+    /// 404 NOT_FOUND).
+    pub passkeys: Option<PasskeyConfig>,
 }
 
 impl Default for Settings {
@@ -103,6 +108,7 @@ impl Default for Settings {
             session_retention: Duration::days(7),
             audit_retention: Duration::days(90),
             links: Links::default(),
+            passkeys: None,
         }
     }
 }

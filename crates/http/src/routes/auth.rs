@@ -60,12 +60,13 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(me, super::account::patch_me))
         .merge(super::sessions::router())
         .merge(super::account::router())
+        .merge(super::webauthn::router())
         .layer(no_store)
         .layer(no_cache)
 }
 
 /// Puts the refresh token where `TOKEN_TRANSPORT` says: the body, the cookie, or both.
-fn deliver(state: &AppState, status: StatusCode, mut body: TokenBody, user: Option<UserBody>) -> Response {
+pub(super) fn deliver(state: &AppState, status: StatusCode, mut body: TokenBody, user: Option<UserBody>) -> Response {
     let transport = state.http.token_transport;
     let refresh = body.refresh_token.clone().unwrap_or_default();
     if !transport.uses_body() {
