@@ -104,13 +104,33 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("AUDIT_RETENTION_DAYS", "90", "audit rows are deleted at this age"),
     ("CLEANUP_INTERVAL_MINUTES", "60", "how often `serve` runs the cleanup (0 = never)"),
     ("REQUIRE_EMAIL_VERIFICATION", "false", "refuse logins of unverified emails (403 EMAIL_NOT_VERIFIED)"),
+    (
+        "REQUIRE_MFA",
+        "false",
+        "every bearer route but MFA enrollment and logout answers 403 MFA_REQUIRED until the user has a second factor",
+    ),
+    ("MFA_TOTP_ISSUER", "fraise-auth", "issuer name authenticator apps show next to the TOTP code"),
+    (
+        "MFA_ENCRYPTION_KEY",
+        "",
+        "key sealing TOTP secrets at rest (32+ bytes); unset: derived from JWT_SECRET_KEY (former JWT secrets still open)",
+    ),
+    (
+        "MFA_PREVIOUS_ENCRYPTION_KEYS",
+        "",
+        "comma-separated former MFA_ENCRYPTION_KEYs: still open sealed TOTP secrets, never seal",
+    ),
     ("AUTH_PREFIX", "/auth", "path prefix of the auth routes"),
     ("MAX_BODY_BYTES", "65536", "largest request body (413 above)"),
     ("REQUEST_TIMEOUT_SECONDS", "30", "longest a request may take (408 after)"),
     ("MAX_CONCURRENT_REQUESTS", "1024", "requests handled at once; more get 503 at once"),
     ("ENABLE_RATE_LIMITING", "true", "GCRA limits per client IP (in memory, per node)"),
     ("RATE_LIMIT_REQUESTS_PER_MINUTE", "60", "general bucket: every route but health probes"),
-    ("RATE_LIMIT_AUTH_REQUESTS_PER_MINUTE", "5", "auth bucket: POST login, register, forgot-password, reset-password"),
+    (
+        "RATE_LIMIT_AUTH_REQUESTS_PER_MINUTE",
+        "5",
+        "auth bucket: POST login, register, forgot/reset/change-password, mfa/verify, DELETE mfa/totp",
+    ),
     ("RATE_LIMIT_ALLOWLIST", "", "comma-separated CIDRs exempt from rate limits"),
     ("REDIS_URL", "", "`redis://host:6379/0`: rate limits shared by every node (unset: in memory, per node)"),
     ("RATE_LIMIT_REDIS_FAILURE", "open", "`open` (let requests through) or `closed` (503) while Redis is unreachable"),
@@ -305,11 +325,17 @@ impl Sources {
     }
 }
 
+/// A comma-separated list of secrets, blanks dropped.
+fn list_secrets(raw: &str) -> Vec<SecretString> {
+    raw.split(',').map(str::trim).filter(|v| !v.is_empty()).map(|v| SecretString::from(v.to_owned())).collect()
+}
+
 /// Whether `key`'s value is a secret or may hold one (credentials in a URL): reports show such a
 /// key only as SET / NOT SET.
 pub fn is_secret_key(key: &str) -> bool {
     key.contains("SECRET")
         || key.contains("PASSWORD")
+        || key.contains("ENCRYPTION_KEY")
         || key.ends_with("TOKEN")
         || key.ends_with("_URL") && key != "APP_BASE_URL"
 }
@@ -377,6 +403,11 @@ pub struct Config {
     pub hash_queue: usize,
     pub policy: PasswordPolicy,
     pub require_verified_email: bool,
+    pub require_mfa: bool,
+    pub totp_issuer: String,
+    /// Seals TOTP secrets (`MFA_ENCRYPTION_KEY`); `None`: derived from the JWT secret.
+    pub mfa_key: Option<SecretString>,
+    pub mfa_previous_keys: Vec<SecretString>,
     pub max_sessions_per_user: usize,
     pub idle_timeout_minutes: i64,
     pub absolute_lifetime_hours: i64,
@@ -459,13 +490,10 @@ impl Config {
             fraise_core::tokens::JwtAlgorithm::Hs256
         });
         let jwt_key_dir = s.opt("JWT_KEY_DIR").map_or_else(|| data_dir.join("keys"), PathBuf::from);
-        let jwt_previous_secrets = s
-            .get("JWT_PREVIOUS_SECRET_KEYS")
-            .split(',')
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(|v| SecretString::from(v.to_owned()))
-            .collect();
+        let jwt_previous_secrets = list_secrets(s.get("JWT_PREVIOUS_SECRET_KEYS"));
+        if s.opt("MFA_ENCRYPTION_KEY").is_some_and(|k| k.len() < 32) {
+            e.push("MFA_ENCRYPTION_KEY: use at least 32 bytes (e.g. `openssl rand -base64 32`)".to_owned());
+        }
         let jwt_rsa_bits = s.parse("JWT_RSA_KEY_BITS", "2048, 3072 or 4096", e).unwrap_or(2048);
         if ![2048, 3072, 4096].contains(&jwt_rsa_bits) {
             e.push(format!("JWT_RSA_KEY_BITS={jwt_rsa_bits} must be 2048, 3072 or 4096"));
@@ -564,6 +592,16 @@ impl Config {
                 require_special: s.bool("PASSWORD_REQUIRE_SPECIAL", e),
             },
             require_verified_email: s.bool("REQUIRE_EMAIL_VERIFICATION", e),
+            require_mfa: s.bool("REQUIRE_MFA", e),
+            totp_issuer: {
+                let issuer = s.get("MFA_TOTP_ISSUER").trim().to_owned();
+                if issuer.is_empty() || issuer.len() > 64 || issuer.chars().any(char::is_control) {
+                    e.push("MFA_TOTP_ISSUER: 1 to 64 printable characters".to_owned());
+                }
+                issuer
+            },
+            mfa_key: s.opt("MFA_ENCRYPTION_KEY").map(SecretString::from),
+            mfa_previous_keys: list_secrets(s.get("MFA_PREVIOUS_ENCRYPTION_KEYS")),
             max_sessions_per_user: s.parse("MAX_SESSIONS_PER_USER", "a number of sessions", e).unwrap_or(10),
             idle_timeout_minutes: s
                 .parse("SESSION_IDLE_TIMEOUT_MINUTES", "a number of minutes (0 = off)", e)

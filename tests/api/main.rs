@@ -18,6 +18,7 @@ mod lockout;
 mod logout;
 mod maintenance;
 mod metrics;
+mod mfa;
 mod model;
 mod openapi;
 mod outage;

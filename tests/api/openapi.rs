@@ -207,10 +207,14 @@ async fn every_served_route_is_documented_and_every_documented_route_is_served()
         ("GET", "/openapi.json"),
         ("GET", "/.well-known/jwks.json"),
         ("GET", "/metrics"),
+        ("POST", "/auth/mfa/totp/setup"),
+        ("POST", "/auth/mfa/totp/confirm"),
+        ("DELETE", "/auth/mfa/totp"),
+        ("POST", "/auth/mfa/verify"),
     ] {
         assert!(ops.contains(&(m.to_owned(), p.to_owned())), "{m} {p} missing");
     }
-    assert_eq!(ops.len(), 26, "{ops:?}");
+    assert_eq!(ops.len(), 30, "{ops:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

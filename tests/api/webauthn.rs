@@ -187,7 +187,8 @@ async fn passkeys_are_registered_listed_and_removed(backend: Backend) {
 
 async fn a_registration_ceremony_is_single_use_bound_to_its_user_and_expires(backend: Backend) {
     let app = TestApp::spawn_with(backend, &passkeys_on(false)).await;
-    let alice = app.signed_up("alice@example.com").await.str("access_token");
+    let signed_up = app.signed_up("alice@example.com").await;
+    let alice = signed_up.str("access_token");
     let bob = app.signed_up("bob@example.com").await.str("access_token");
     let mut browser = Browser::new();
 
@@ -215,8 +216,9 @@ async fn a_registration_ceremony_is_single_use_bound_to_its_user_and_expires(bac
     let credential = browser.create(&start.body["options"]);
     app.clock.advance(Duration::seconds(301));
     let body = json!({"ceremony_id": start.str("ceremony_id"), "credential": credential});
-    // The access token has expired too by now: log in again.
-    let alice = app.login("alice@example.com", crate::helpers::PASSWORD).await.str("access_token");
+    // The access token has expired too by now: refresh it (a password login would now ask for the
+    // passkey as a second factor).
+    let alice = app.refresh(&signed_up.str("refresh_token")).await.str("access_token");
     post(&app, "/auth/webauthn/register/finish", body, Some(&alice)).await.assert(400, "VALIDATION_ERROR");
     assert_eq!(list(&app, &alice).await.len(), 1);
 }
@@ -407,6 +409,116 @@ async fn bad_input_gets_an_envelope_never_a_5xx(backend: Backend) {
     r.assert(415, "UNSUPPORTED_MEDIA_TYPE");
 }
 
+/// A password login of a user with a passkey: the `mfa_token` of its answer.
+async fn mfa_token(app: &TestApp, email: &str) -> String {
+    let r = app.login(email, crate::helpers::PASSWORD).await;
+    r.assert(200, "");
+    assert_eq!(r.body["mfa_required"], json!(true), "{}", r.text);
+    assert!(r.body["methods"].as_array().unwrap().contains(&json!("webauthn")), "{}", r.text);
+    r.str("mfa_token")
+}
+
+async fn second_factor_start(app: &TestApp, token: &str) -> Res {
+    post(app, "/auth/webauthn/login/start", json!({"mfa_token": token}), None).await
+}
+
+async fn second_factor_finish(app: &TestApp, ceremony_id: &str, token: &str, assertion: &Value) -> Res {
+    let body = json!({"ceremony_id": ceremony_id, "mfa_token": token, "credential": assertion});
+    post(app, "/auth/webauthn/login/finish", body, None).await
+}
+
+async fn a_passkey_is_a_second_factor_after_the_password(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &passkeys_on(false)).await;
+    let at = app.signed_up("mfa@example.com").await.str("access_token");
+    let mut browser = Browser::new();
+    let cred = register(&app, &mut browser, &at, Some("Key")).await;
+    cred.assert(201, "");
+    let me = app.me(&at).await;
+    assert_eq!((me.body["mfa_enabled"].clone(), me.body["mfa_methods"].clone()), (json!(true), json!(["webauthn"])));
+
+    let token = mfa_token(&app, "mfa@example.com").await;
+    // Starting does not spend the token's tries: more starts than tries, then one finish works.
+    let mut start = second_factor_start(&app, &token).await;
+    for _ in 0..6 {
+        start = second_factor_start(&app, &token).await;
+        start.assert(200, "");
+    }
+    let allowed = start.body["options"]["publicKey"]["allowCredentials"].as_array().cloned().unwrap();
+    assert_eq!(allowed.len(), 1);
+    assert_eq!(allowed[0]["id"], json!(browser.held[0]));
+    let assertion = browser.get(&start.body["options"], None);
+    let r = second_factor_finish(&app, &start.str("ceremony_id"), &token, &assertion).await;
+    r.assert(200, "");
+    assert_eq!(r.body["user"]["email"], "mfa@example.com");
+    app.me(&r.str("access_token")).await.assert(200, "");
+    // Replayed: the token and the ceremony are both spent.
+    second_factor_finish(&app, &start.str("ceremony_id"), &token, &assertion).await.assert(401, "MFA_TOKEN_EXPIRED");
+    // Passwordless is off: the passkey alone is not a login.
+    post(&app, "/auth/webauthn/login/start", json!({}), None).await.assert(400, "VALIDATION_ERROR");
+    let events = app
+        .auth
+        .store()
+        .list_audit(&fraise_core::store::AuditFilter {
+            kind: Some("webauthn_login_success".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].details["second_factor"], json!(true));
+}
+
+async fn a_wrong_or_foreign_passkey_is_refused_as_a_second_factor(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &passkeys_on(false)).await;
+    let alice = app.signed_up("a2@example.com").await.str("access_token");
+    let bob = app.signed_up("b2@example.com").await.str("access_token");
+    let mut alice_key = Browser::new();
+    let mut bob_key = Browser::new();
+    register(&app, &mut alice_key, &alice, None).await.assert(201, "");
+    register(&app, &mut bob_key, &bob, None).await.assert(201, "");
+
+    let token = mfa_token(&app, "a2@example.com").await;
+    // Bob's passkey answering Alice's challenge (his own credential in the allow list).
+    let start = second_factor_start(&app, &token).await;
+    let mut options = start.body["options"].clone();
+    options["publicKey"]["allowCredentials"] = json!([{"type": "public-key", "id": bob_key.held[0]}]);
+    let assertion = bob_key.get(&options, None);
+    second_factor_finish(&app, &start.str("ceremony_id"), &token, &assertion).await.assert(401, "INVALID_MFA_CODE");
+    // Alice's passkey, but the answer belongs to a ceremony started with Bob's token.
+    let bob_token = mfa_token(&app, "b2@example.com").await;
+    let bob_start = second_factor_start(&app, &bob_token).await;
+    let start = second_factor_start(&app, &token).await;
+    let assertion = alice_key.get(&start.body["options"], None);
+    second_factor_finish(&app, &bob_start.str("ceremony_id"), &token, &assertion).await.assert(401, "INVALID_MFA_CODE");
+    // A stranger's key (made for an abandoned registration of Bob's, never stored).
+    let mut stranger = Browser::new();
+    let _ = stranger.create(&post(&app, "/auth/webauthn/register/start", json!({}), Some(&bob)).await.body["options"]);
+    let start = second_factor_start(&app, &token).await;
+    let mut options = start.body["options"].clone();
+    options["publicKey"]["allowCredentials"] = json!([]);
+    let assertion = stranger.get(&options, None);
+    second_factor_finish(&app, &start.str("ceremony_id"), &token, &assertion).await.assert(401, "INVALID_MFA_CODE");
+    // Each wrong answer took one of the token's five tries; two left, then it is spent.
+    for _ in 0..2 {
+        let start = second_factor_start(&app, &token).await;
+        second_factor_finish(
+            &app,
+            &start.str("ceremony_id"),
+            &token,
+            &json!({"id": "AA", "rawId": "AA", "type": "public-key",
+            "response": {"authenticatorData": "AA", "clientDataJSON": "AA", "signature": "AA", "userHandle": null}}),
+        )
+        .await
+        .assert(401, "INVALID_MFA_CODE");
+    }
+    second_factor_start(&app, &token).await.assert(401, "MFA_TOKEN_EXPIRED");
+    // A user without a passkey gets no ceremony.
+    app.signed_up("nokey@example.com").await;
+    let r = app.login("nokey@example.com", crate::helpers::PASSWORD).await;
+    assert!(r.body.get("mfa_required").is_none(), "no second factor, no mfa_token: {}", r.text);
+}
+
 both_backends!(
     passkeys_are_registered_listed_and_removed,
     a_registration_ceremony_is_single_use_bound_to_its_user_and_expires,
@@ -416,4 +528,6 @@ both_backends!(
     passwordless_off_or_passkeys_off_say_so,
     a_disabled_account_cannot_sign_in_with_its_passkey,
     bad_input_gets_an_envelope_never_a_5xx,
+    a_passkey_is_a_second_factor_after_the_password,
+    a_wrong_or_foreign_passkey_is_refused_as_a_second_factor,
 );

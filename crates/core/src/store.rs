@@ -197,6 +197,88 @@ pub trait LoginFailureStore: Send + Sync {
     async fn clear_failures(&self, email: &str, client: Option<&str>, now: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
+/// A user's TOTP enrollment: the sealed secret, whether it is confirmed, and the last step a code
+/// was accepted for (the replay guard).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TotpRecord {
+    pub sealed_secret: Vec<u8>,
+    pub confirmed: bool,
+    pub last_step: i64,
+}
+
+/// Second factors: TOTP enrollments, recovery codes (SHA-256 only) and the login's `mfa_token`
+/// challenges (SHA-256 only). Every write that changes whether a user has TOTP also updates the
+/// user's `mfa_methods` bits, in the same transaction.
+#[async_trait]
+pub trait MfaStore: Send + Sync {
+    /// Stores a new, unconfirmed TOTP secret, replacing an unconfirmed one; `false` (nothing
+    /// changed) if the user already has a confirmed one or does not exist.
+    async fn put_pending_totp(&self, user: Uuid, sealed: &[u8], now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    async fn totp(&self, user: Uuid) -> Result<Option<TotpRecord>, StoreError>;
+
+    /// Confirms the pending secret `sealed` (still the one stored: a setup in between wins),
+    /// records `step` as used, replaces the recovery codes with `recovery` and sets the TOTP bit,
+    /// in one transaction. `false` if nothing was pending with that secret.
+    async fn confirm_totp(
+        &self,
+        user: Uuid,
+        sealed: &[u8],
+        step: i64,
+        recovery: &[[u8; 32]],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Records that a code of `step` was accepted, if and only if `step` is after the last one
+    /// used and the enrollment is confirmed: of two requests with the same code (any nodes), one
+    /// gets `true`.
+    async fn use_totp_step(&self, user: Uuid, step: i64) -> Result<bool, StoreError>;
+
+    /// Spends one unused recovery code of `user`, atomically; `false` if there is none with
+    /// that hash.
+    async fn use_recovery_code(&self, user: Uuid, hash: &[u8; 32], now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Unused recovery codes of `user`.
+    async fn recovery_codes_left(&self, user: Uuid) -> Result<u32, StoreError>;
+
+    /// Removes the TOTP enrollment (confirmed or not) and the recovery codes, and clears the TOTP
+    /// bit; `true` if a confirmed enrollment was removed.
+    async fn remove_totp(&self, user: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Removes every second factor of `user` (TOTP, recovery codes, passkeys), clears the bits
+    /// and voids outstanding challenges (support's `user reset-mfa`); `false` if the user does not
+    /// exist.
+    async fn reset_mfa(&self, user: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    async fn insert_mfa_challenge(
+        &self,
+        hash: &[u8; 32],
+        user: Uuid,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// The user of a live challenge (unused, unexpired, tries left), without taking a try.
+    async fn peek_mfa_challenge(
+        &self,
+        hash: &[u8; 32],
+        now: DateTime<Utc>,
+        max_attempts: i32,
+    ) -> Result<Option<Uuid>, StoreError>;
+
+    /// Takes one try of a live challenge, atomically (`attempts + 1` only while below
+    /// `max_attempts`): concurrent requests cannot get more than `max_attempts` tries in all.
+    async fn take_mfa_attempt(
+        &self,
+        hash: &[u8; 32],
+        now: DateTime<Utc>,
+        max_attempts: i32,
+    ) -> Result<Option<Uuid>, StoreError>;
+
+    /// Marks the challenge used; of two concurrent callers one gets `true`.
+    async fn consume_mfa_challenge(&self, hash: &[u8; 32], now: DateTime<Utc>) -> Result<bool, StoreError>;
+}
+
 /// A registered passkey, as stored. `passkey` is the crate's serialized credential (JSON), opaque
 /// to the backends.
 #[derive(Clone, PartialEq, Eq)]
@@ -325,8 +407,8 @@ pub struct CleanupReport {
 /// may run it at once (PostgreSQL skips rows another node has locked).
 #[async_trait]
 pub trait Maintenance: Send + Sync {
-    /// Deletes sessions revoked or expired before `sessions_before`, single-use tokens expired
-    /// before `now`, and audit rows older than `audit_before`, `batch` rows per statement.
+    /// Deletes sessions revoked or expired before `sessions_before`, single-use tokens and MFA
+    /// challenges expired before `now`, and audit rows older than `audit_before`, `batch` rows per statement.
     async fn cleanup(
         &self,
         now: DateTime<Utc>,
@@ -360,7 +442,15 @@ pub struct PoolUsage {
 
 /// Everything the service needs from storage.
 pub trait Store:
-    UserStore + SessionStore + OneTimeTokenStore + LoginFailureStore + PasskeyStore + AuditStore + Maintenance + StoreHealth
+    UserStore
+    + SessionStore
+    + OneTimeTokenStore
+    + LoginFailureStore
+    + MfaStore
+    + PasskeyStore
+    + AuditStore
+    + Maintenance
+    + StoreHealth
 {
 }
 
@@ -369,6 +459,7 @@ impl<T> Store for T where
         + SessionStore
         + OneTimeTokenStore
         + LoginFailureStore
+        + MfaStore
         + PasskeyStore
         + AuditStore
         + Maintenance

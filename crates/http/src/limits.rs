@@ -1,7 +1,8 @@
 //! Rate limits: GCRA per client, in two buckets.
 //!
-//! - `auth`: POST login, register, forgot-password, reset-password, change-password and the passkey
-//!   sign-in (webauthn/login/start, /finish) (default 5 a minute);
+//! - `auth`: POST login, register, forgot-password, reset-password, change-password, mfa/verify,
+//!   the passkey sign-in (webauthn/login/start, /finish), and DELETE mfa/totp: every route that
+//!   checks a password, a code or a passkey (default 5 a minute);
 //! - `general`: every other route (default 60 a minute); health probes and the hosted page's
 //!   static files (`GET /ui/...`) are never limited.
 //!
@@ -190,13 +191,15 @@ impl Limits {
     /// Fails only for a malformed `REDIS_URL`; connecting happens at first use.
     pub fn new(s: &LimitSettings, auth_prefix: &str) -> Result<Self, String> {
         // change-password checks a password too: without this it would be an unlimited oracle.
-        // A passkey sign-in is a login too.
+        // So do the second factor's routes: a code is a guess too; and a passkey sign-in is a login.
         let auth_paths = [
             "login",
             "register",
             "forgot-password",
             "reset-password",
             "change-password",
+            "mfa/verify",
+            "mfa/totp",
             "webauthn/login/start",
             "webauthn/login/finish",
         ]
@@ -299,7 +302,7 @@ impl Limits {
         if method == Method::GET && crate::ui::is_ui_path(path) {
             return None;
         }
-        if method == Method::POST && self.auth_paths.iter().any(|p| p == path) {
+        if (method == Method::POST || method == Method::DELETE) && self.auth_paths.iter().any(|p| p == path) {
             Some((&self.auth, "auth"))
         } else {
             Some((&self.general, "general"))

@@ -23,7 +23,7 @@ use webauthn_rs::prelude::{
 };
 use webauthn_rs_proto::ResidentKeyRequirement;
 
-use super::{AuthService, Authenticated, ClientInfo, Principal, clean_name};
+use super::{AuthService, Authenticated, ClientInfo, MfaMethod, Principal, clean_name};
 use crate::error::{AuthError, StoreError};
 use crate::model::User;
 use crate::store::{CeremonyKind, PasskeyRecord};
@@ -297,7 +297,7 @@ impl AuthService {
                 options: serde_json::to_value(&rcr).map_err(AuthError::internal)?,
             });
         };
-        let user = self.mfa_peek_stub(token).await?;
+        let user = self.mfa_peek(token).await?;
         let passkeys = self
             .store
             .passkeys(user.id)
@@ -400,18 +400,39 @@ impl AuthService {
 
     async fn passkey_second_factor(
         &self,
-        _cfg: &PasskeyConfig,
-        _ceremony_id: &str,
-        _token: &str,
-        _assertion: &PublicKeyCredential,
-        _client: &ClientInfo,
+        cfg: &PasskeyConfig,
+        ceremony_id: &str,
+        token: &str,
+        assertion: &PublicKeyCredential,
+        client: &ClientInfo,
     ) -> Result<Authenticated, AuthError> {
-        // Until the MFA branch's mfa_token lands: no token is ever live.
-        Err(AuthError::MfaTokenExpired)
-    }
-
-    async fn mfa_peek_stub(&self, _token: &str) -> Result<User, AuthError> {
-        Err(AuthError::MfaTokenExpired)
+        let attempt = self.mfa_attempt(token, client).await?;
+        let user_id = attempt.user.id;
+        match self.verify_assertion(cfg, CeremonyKind::Login, ceremony_id, Some(user_id), assertion).await? {
+            Ok(record) => {
+                let out = self.mfa_complete(attempt, MfaMethod::Webauthn, client).await?;
+                self.audit(
+                    "webauthn_login_success",
+                    Some(user_id),
+                    Some(out.session),
+                    client,
+                    json!({"credential": record.id, "second_factor": true}),
+                )
+                .await;
+                Ok(out)
+            }
+            Err(reason) => {
+                self.audit(
+                    "webauthn_login_failure",
+                    Some(user_id),
+                    None,
+                    client,
+                    json!({"reason": reason, "second_factor": true}),
+                )
+                .await;
+                Err(self.mfa_failed(&attempt, MfaMethod::Webauthn, client).await)
+            }
+        }
     }
 
     async fn passkey_passwordless(

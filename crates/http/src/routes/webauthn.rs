@@ -3,7 +3,8 @@
 //! of this group are defined here: they are its own and nothing else uses them.
 //!
 //! Every route answers 404 NOT_FOUND while passkeys are not configured (`WEBAUTHN_RP_ID`,
-//! `WEBAUTHN_ORIGIN`).
+//! `WEBAUTHN_ORIGIN`). The bearer routes stay open under `REQUIRE_MFA` (`EnrollingUser`): a passkey
+//! is one of the second factors a user must be able to enroll.
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -19,16 +20,16 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::dto::{AuthBody, MessageBody, UserBody, rfc3339_ms};
 use crate::error::ApiError;
-use crate::extract::{Auth, AuthUser, Client, JsonBody, OptionalJsonBody};
-use crate::openapi::{BEARER_CODES, error_set};
+use crate::extract::{Auth, Client, EnrollingUser, JsonBody, OptionalJsonBody};
+use crate::openapi::{ENROLLING_CODES, error_set};
 
 /// What every route of the group can answer when passkeys are off.
 const DISABLED: &[(u16, &str)] = &[(404, "NOT_FOUND")];
 
-error_set!(RegisterStartErrors = BEARER_CODES, DISABLED, &[(400, "VALIDATION_ERROR")]);
-error_set!(RegisterFinishErrors = BEARER_CODES, DISABLED, &[(400, "VALIDATION_ERROR")]);
-error_set!(ListErrors = BEARER_CODES, DISABLED);
-error_set!(RemoveErrors = BEARER_CODES, &[(404, "NOT_FOUND"), (404, "CREDENTIAL_NOT_FOUND")]);
+error_set!(RegisterStartErrors = ENROLLING_CODES, DISABLED, &[(400, "VALIDATION_ERROR")]);
+error_set!(RegisterFinishErrors = ENROLLING_CODES, DISABLED, &[(400, "VALIDATION_ERROR")]);
+error_set!(ListErrors = ENROLLING_CODES, DISABLED);
+error_set!(RemoveErrors = ENROLLING_CODES, &[(404, "NOT_FOUND"), (404, "CREDENTIAL_NOT_FOUND")]);
 error_set!(LoginStartErrors = DISABLED, &[(400, "VALIDATION_ERROR"), (401, "MFA_TOKEN_EXPIRED")]);
 error_set!(
     LoginFinishErrors = DISABLED,
@@ -158,7 +159,7 @@ pub struct PasskeyList {
     security(("bearer" = [])),
     responses((status = 200, description = "Options for `navigator.credentials.create`; the caller's passkeys are excluded.", body = CeremonyBody), RegisterStartErrors)
 )]
-async fn register_start(Auth(auth): Auth, AuthUser(p): AuthUser) -> Result<Json<CeremonyBody>, ApiError> {
+async fn register_start(Auth(auth): Auth, EnrollingUser(p): EnrollingUser) -> Result<Json<CeremonyBody>, ApiError> {
     Ok(Json(auth.passkey_register_start(&p).await?.into()))
 }
 
@@ -173,7 +174,7 @@ async fn register_start(Auth(auth): Auth, AuthUser(p): AuthUser) -> Result<Json<
 )]
 async fn register_finish(
     Auth(auth): Auth,
-    AuthUser(p): AuthUser,
+    EnrollingUser(p): EnrollingUser,
     Client(client): Client,
     JsonBody(body): JsonBody<RegisterFinishRequest>,
 ) -> Result<(StatusCode, Json<PasskeyBody>), ApiError> {
@@ -190,7 +191,7 @@ async fn register_finish(
     security(("bearer" = [])),
     responses((status = 200, description = "Oldest first.", body = PasskeyList), ListErrors)
 )]
-async fn list(Auth(auth): Auth, AuthUser(p): AuthUser) -> Result<Json<PasskeyList>, ApiError> {
+async fn list(Auth(auth): Auth, EnrollingUser(p): EnrollingUser) -> Result<Json<PasskeyList>, ApiError> {
     let records = auth.list_passkeys(&p).await?;
     Ok(Json(PasskeyList { credentials: records.iter().map(PasskeyBody::from).collect() }))
 }
@@ -209,7 +210,7 @@ async fn list(Auth(auth): Auth, AuthUser(p): AuthUser) -> Result<Json<PasskeyLis
 )]
 async fn remove(
     Auth(auth): Auth,
-    AuthUser(p): AuthUser,
+    EnrollingUser(p): EnrollingUser,
     Client(client): Client,
     Path(credential_id): Path<String>,
 ) -> Result<Json<MessageBody>, ApiError> {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
+use fraise_core::mfa::MfaMethods;
 use fraise_core::model::{NewSession, NewUser, RevokeReason, Session, SessionId, User};
 use fraise_core::store::{Liveness, SessionStore, StoreHealth, UserStore};
 use fraise_core::{Email, StoreError};
@@ -22,6 +23,7 @@ use crate::errors::{decode, map};
 mod audit;
 mod diagnose;
 mod lockout;
+mod mfa;
 mod one_time;
 mod tenants;
 mod webauthn;
@@ -71,6 +73,8 @@ macro_rules! user_cols {
             "is_active AS u_is_active, ",
             $t,
             "email_verified AS u_email_verified, ",
+            $t,
+            "mfa_methods AS u_mfa_methods, ",
             $t,
             "created_at AS u_created_at, ",
             $t,
@@ -125,6 +129,7 @@ fn user_from(row: &SqliteRow) -> Result<User, StoreError> {
         metadata: serde_json::from_str(&get("u_metadata")?).map_err(|_| decode("metadata"))?,
         is_active: row.try_get("u_is_active").map_err(map)?,
         email_verified: row.try_get("u_email_verified").map_err(map)?,
+        mfa: MfaMethods(row.try_get("u_mfa_methods").map_err(map)?),
         created_at: parse_ts(&get("u_created_at")?)?,
         updated_at: parse_ts(&get("u_updated_at")?)?,
     })
