@@ -187,7 +187,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "WEBAUTHN_RP_ID",
         "",
-        "passkeys: the relying-party id, the domain passkeys are bound to (e.g. `example.com`, or `localhost`); set with `WEBAUTHN_ORIGIN` to enable the `/auth/webauthn/*` routes (404 otherwise)",
+        "passkeys: the relying-party id, the domain passkeys are bound to (e.g. `example.com`, or `localhost`); set with `WEBAUTHN_ORIGIN` to enable the `/auth/webauthn/*` routes (404 `PASSKEYS_DISABLED` otherwise)",
     ),
     (
         "WEBAUTHN_ORIGIN",

@@ -341,9 +341,9 @@ async fn passwordless_off_or_passkeys_off_say_so(backend: Backend) {
 
     let app = TestApp::spawn(backend).await;
     let at = app.signed_up("off@example.com").await.str("access_token");
-    post(&app, "/auth/webauthn/register/start", json!({}), Some(&at)).await.assert(404, "NOT_FOUND");
-    app.call(Method::GET, "/auth/webauthn/credentials", None, Some(&at)).await.assert(404, "NOT_FOUND");
-    post(&app, "/auth/webauthn/login/start", json!({}), None).await.assert(404, "NOT_FOUND");
+    post(&app, "/auth/webauthn/register/start", json!({}), Some(&at)).await.assert(404, "PASSKEYS_DISABLED");
+    app.call(Method::GET, "/auth/webauthn/credentials", None, Some(&at)).await.assert(404, "PASSKEYS_DISABLED");
+    post(&app, "/auth/webauthn/login/start", json!({}), None).await.assert(404, "PASSKEYS_DISABLED");
 }
 
 async fn a_disabled_account_cannot_sign_in_with_its_passkey(backend: Backend) {
@@ -519,6 +519,23 @@ async fn a_wrong_or_foreign_passkey_is_refused_as_a_second_factor(backend: Backe
     assert!(r.body.get("mfa_required").is_none(), "no second factor, no mfa_token: {}", r.text);
 }
 
+async fn a_passkey_satisfies_require_mfa_and_reset_mfa_removes_it(backend: Backend) {
+    let mut config = passkeys_on(false);
+    config.push(("REQUIRE_MFA", "true"));
+    let app = TestApp::spawn_with(backend, &config).await;
+    let at = app.signed_up("must@example.com").await.str("access_token");
+    let user = app.user_id("must@example.com").await;
+    app.me(&at).await.assert(403, "MFA_REQUIRED");
+    let mut browser = Browser::new();
+    register(&app, &mut browser, &at, None).await.assert(201, "");
+    app.me(&at).await.assert(200, "");
+
+    assert!(app.auth.store().reset_mfa(user, app.clock_now()).await.unwrap());
+    assert_eq!(mfa_bits(&app, user).await, 0);
+    assert!(app.auth.store().passkeys(user).await.unwrap().is_empty(), "reset-mfa removes the passkeys too");
+    app.me(&at).await.assert(403, "MFA_REQUIRED");
+}
+
 both_backends!(
     passkeys_are_registered_listed_and_removed,
     a_registration_ceremony_is_single_use_bound_to_its_user_and_expires,
@@ -530,4 +547,5 @@ both_backends!(
     bad_input_gets_an_envelope_never_a_5xx,
     a_passkey_is_a_second_factor_after_the_password,
     a_wrong_or_foreign_passkey_is_refused_as_a_second_factor,
+    a_passkey_satisfies_require_mfa_and_reset_mfa_removes_it,
 );

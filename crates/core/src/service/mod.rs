@@ -86,7 +86,7 @@ pub struct Settings {
     pub audit_retention: Duration,
     pub links: Links,
     /// Passkeys (WebAuthn): the relying party; `None` when not configured (the routes answer
-    /// 404 NOT_FOUND).
+    /// 404 PASSKEYS_DISABLED).
     pub passkeys: Option<PasskeyConfig>,
     /// Every bearer route but the MFA ones answers MFA_REQUIRED until the user has a second
     /// factor (`REQUIRE_MFA`).

@@ -2,7 +2,7 @@
 //! passkey, as the second factor of a password login (`mfa_token`) or passwordless. The bodies
 //! of this group are defined here: they are its own and nothing else uses them.
 //!
-//! Every route answers 404 NOT_FOUND while passkeys are not configured (`WEBAUTHN_RP_ID`,
+//! Every route answers 404 PASSKEYS_DISABLED while passkeys are not configured (`WEBAUTHN_RP_ID`,
 //! `WEBAUTHN_ORIGIN`). The bearer routes stay open under `REQUIRE_MFA` (`EnrollingUser`): a passkey
 //! is one of the second factors a user must be able to enroll.
 use axum::Json;
@@ -24,12 +24,12 @@ use crate::extract::{Auth, Client, EnrollingUser, JsonBody, OptionalJsonBody};
 use crate::openapi::{ENROLLING_CODES, error_set};
 
 /// What every route of the group can answer when passkeys are off.
-const DISABLED: &[(u16, &str)] = &[(404, "NOT_FOUND")];
+const DISABLED: &[(u16, &str)] = &[(404, "PASSKEYS_DISABLED")];
 
 error_set!(RegisterStartErrors = ENROLLING_CODES, DISABLED, &[(400, "VALIDATION_ERROR")]);
 error_set!(RegisterFinishErrors = ENROLLING_CODES, DISABLED, &[(400, "VALIDATION_ERROR")]);
 error_set!(ListErrors = ENROLLING_CODES, DISABLED);
-error_set!(RemoveErrors = ENROLLING_CODES, &[(404, "NOT_FOUND"), (404, "CREDENTIAL_NOT_FOUND")]);
+error_set!(RemoveErrors = ENROLLING_CODES, DISABLED, &[(404, "CREDENTIAL_NOT_FOUND")]);
 error_set!(LoginStartErrors = DISABLED, &[(400, "VALIDATION_ERROR"), (401, "MFA_TOKEN_EXPIRED")]);
 error_set!(
     LoginFinishErrors = DISABLED,
@@ -45,12 +45,12 @@ error_set!(
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(register_start))
-        .routes(routes!(register_finish))
-        .routes(routes!(list))
-        .routes(routes!(remove))
-        .routes(routes!(login_start))
-        .routes(routes!(login_finish))
+        .routes(routes!(passkey_register_start))
+        .routes(routes!(passkey_register_finish))
+        .routes(routes!(passkey_list))
+        .routes(routes!(passkey_remove))
+        .routes(routes!(passkey_login_start))
+        .routes(routes!(passkey_login_finish))
 }
 
 /// A started ceremony.
@@ -159,7 +159,10 @@ pub struct PasskeyList {
     security(("bearer" = [])),
     responses((status = 200, description = "Options for `navigator.credentials.create`; the caller's passkeys are excluded.", body = CeremonyBody), RegisterStartErrors)
 )]
-async fn register_start(Auth(auth): Auth, EnrollingUser(p): EnrollingUser) -> Result<Json<CeremonyBody>, ApiError> {
+async fn passkey_register_start(
+    Auth(auth): Auth,
+    EnrollingUser(p): EnrollingUser,
+) -> Result<Json<CeremonyBody>, ApiError> {
     Ok(Json(auth.passkey_register_start(&p).await?.into()))
 }
 
@@ -172,7 +175,7 @@ async fn register_start(Auth(auth): Auth, EnrollingUser(p): EnrollingUser) -> Re
     security(("bearer" = [])),
     responses((status = 201, description = "Registered.", body = PasskeyBody), RegisterFinishErrors)
 )]
-async fn register_finish(
+async fn passkey_register_finish(
     Auth(auth): Auth,
     EnrollingUser(p): EnrollingUser,
     Client(client): Client,
@@ -191,7 +194,7 @@ async fn register_finish(
     security(("bearer" = [])),
     responses((status = 200, description = "Oldest first.", body = PasskeyList), ListErrors)
 )]
-async fn list(Auth(auth): Auth, EnrollingUser(p): EnrollingUser) -> Result<Json<PasskeyList>, ApiError> {
+async fn passkey_list(Auth(auth): Auth, EnrollingUser(p): EnrollingUser) -> Result<Json<PasskeyList>, ApiError> {
     let records = auth.list_passkeys(&p).await?;
     Ok(Json(PasskeyList { credentials: records.iter().map(PasskeyBody::from).collect() }))
 }
@@ -208,7 +211,7 @@ async fn list(Auth(auth): Auth, EnrollingUser(p): EnrollingUser) -> Result<Json<
         RemoveErrors,
     )
 )]
-async fn remove(
+async fn passkey_remove(
     Auth(auth): Auth,
     EnrollingUser(p): EnrollingUser,
     Client(client): Client,
@@ -226,7 +229,7 @@ async fn remove(
     request_body(content = Option<LoginStartRequest>, description = "`{\"mfa_token\"}`; empty for a passwordless sign-in."),
     responses((status = 200, description = "Options for `navigator.credentials.get`.", body = CeremonyBody), LoginStartErrors)
 )]
-async fn login_start(
+async fn passkey_login_start(
     Auth(auth): Auth,
     OptionalJsonBody(body): OptionalJsonBody<LoginStartRequest>,
 ) -> Result<Json<CeremonyBody>, ApiError> {
@@ -244,7 +247,7 @@ async fn login_start(
         LoginFinishErrors,
     )
 )]
-async fn login_finish(
+async fn passkey_login_finish(
     State(state): State<AppState>,
     Auth(auth): Auth,
     Client(client): Client,
