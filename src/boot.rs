@@ -161,6 +161,7 @@ pub fn service(
         session_retention: Duration::days(cfg.session_retention_days),
         audit_retention: Duration::days(cfg.audit_retention_days),
         links: cfg.links.clone(),
+        passkeys: cfg.passkeys.clone(),
         require_mfa: cfg.require_mfa,
         totp_issuer: cfg.totp_issuer.clone(),
     };

@@ -184,6 +184,22 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "false",
         "serve the hosted account page (sign up, sign in, sessions, password reset, email verification) at `/ui/`",
     ),
+    (
+        "WEBAUTHN_RP_ID",
+        "",
+        "passkeys: the relying-party id, the domain passkeys are bound to (e.g. `example.com`, or `localhost`); set with `WEBAUTHN_ORIGIN` to enable the `/auth/webauthn/*` routes (404 `PASSKEYS_DISABLED` otherwise)",
+    ),
+    (
+        "WEBAUTHN_ORIGIN",
+        "",
+        "passkeys: the origin of the pages that call WebAuthn (e.g. `https://auth.example.com`, `http://localhost:8000`); its host must be `WEBAUTHN_RP_ID` or below it",
+    ),
+    ("WEBAUTHN_RP_NAME", "", "passkeys: the name authenticators show; default `WEBAUTHN_RP_ID`"),
+    (
+        "WEBAUTHN_PASSWORDLESS",
+        "false",
+        "passkeys: also allow sign-in with a (discoverable) passkey alone, without the password; passkeys registered while on are discoverable",
+    ),
     ("LOG_LEVEL", "info", "`error`..`trace`, or a tracing filter such as `info,sqlx=debug`"),
     ("LOG_FORMAT", "pretty", "`pretty` or `json`"),
 ];
@@ -426,6 +442,8 @@ pub struct Config {
     /// How a request names its tenant.
     pub tenancy: fraise_http::tenancy::TenantResolution,
     pub tenant_max_open: usize,
+    /// Passkeys (`WEBAUTHN_*`); `None` when not configured.
+    pub passkeys: Option<fraise_core::service::PasskeyConfig>,
     /// Keys set but not implemented by this version (warned about at start).
     pub inert: Vec<&'static str>,
 }
@@ -639,6 +657,7 @@ impl Config {
             metrics_token: s.opt("METRICS_TOKEN").map(SecretString::from),
             tenancy,
             tenant_max_open: s.parse("TENANT_MAX_OPEN", "a number of tenants", e).unwrap_or(64),
+            passkeys: passkeys(s, e),
             inert: s.inert_keys(),
         };
         if cfg.tenancy == fraise_http::tenancy::TenantResolution::Header && cfg.token_transport.uses_cookie() {
@@ -913,6 +932,29 @@ fn tenancy(s: &Sources, e: &mut Vec<String>) -> fraise_http::tenancy::TenantReso
 }
 
 /// The email link templates: explicit templates must contain `{token}`.
+/// `WEBAUTHN_*`: both the RP id and the origin, or neither.
+fn passkeys(s: &Sources, e: &mut Vec<String>) -> Option<fraise_core::service::PasskeyConfig> {
+    let passwordless = s.bool("WEBAUTHN_PASSWORDLESS", e);
+    match (s.opt("WEBAUTHN_RP_ID"), s.opt("WEBAUTHN_ORIGIN")) {
+        (Some(rp_id), Some(origin)) => {
+            let name = s.opt("WEBAUTHN_RP_NAME");
+            fraise_core::service::PasskeyConfig::new(&rp_id, &origin, name.as_deref(), passwordless)
+                .map_err(|msg| e.push(msg))
+                .ok()
+        }
+        (None, None) => {
+            if passwordless {
+                e.push("WEBAUTHN_PASSWORDLESS=true needs passkeys configured. Fix: set WEBAUTHN_RP_ID and WEBAUTHN_ORIGIN (e.g. localhost and http://localhost:8000)".into());
+            }
+            None
+        }
+        _ => {
+            e.push("WEBAUTHN_RP_ID and WEBAUTHN_ORIGIN go together. Fix: set both (e.g. WEBAUTHN_RP_ID=example.com, WEBAUTHN_ORIGIN=https://auth.example.com), or neither to leave passkeys off".into());
+            None
+        }
+    }
+}
+
 fn links(s: &Sources, e: &mut Vec<String>) -> fraise_core::mail::Links {
     let base = s.get("APP_BASE_URL").trim().to_owned();
     if url::Url::parse(&base).is_err() {
@@ -972,6 +1014,21 @@ mod tests {
         for key in NOT_YET {
             assert!(readme.contains(&format!("`{key}`")), "README.md does not list {key}");
         }
+    }
+
+    #[test]
+    fn passkeys_need_both_the_rp_id_and_a_fitting_origin() {
+        assert!(cfg(&[]).map(|c| c.passkeys.is_none()).unwrap_or(false), "off by default");
+        let c = cfg(&[("WEBAUTHN_RP_ID", "localhost"), ("WEBAUTHN_ORIGIN", "http://localhost:8000")]);
+        assert!(c.is_ok_and(|c| c.passkeys.is_some_and(|p| !p.passwordless)));
+        let only_one = cfg(&[("WEBAUTHN_RP_ID", "localhost")]).err().unwrap_or_default();
+        assert!(only_one.contains("go together"), "{only_one}");
+        let mismatch = cfg(&[("WEBAUTHN_RP_ID", "example.org"), ("WEBAUTHN_ORIGIN", "https://a.example.com")])
+            .err()
+            .unwrap_or_default();
+        assert!(mismatch.contains("WEBAUTHN_RP_ID"), "{mismatch}");
+        let alone = cfg(&[("WEBAUTHN_PASSWORDLESS", "true")]).err().unwrap_or_default();
+        assert!(alone.contains("WEBAUTHN_PASSWORDLESS=true needs passkeys configured"), "{alone}");
     }
 
     #[test]

@@ -29,3 +29,4 @@ mod sessions;
 mod storage;
 mod tenancy;
 mod ui;
+mod webauthn;

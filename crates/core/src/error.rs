@@ -62,6 +62,12 @@ pub enum AuthError {
     /// Tenancy is on and the named tenant does not exist.
     #[error("tenant not found")]
     TenantNotFound,
+    /// Passkeys are not configured (`WEBAUTHN_RP_ID`, `WEBAUTHN_ORIGIN` unset).
+    #[error("passkeys are not enabled")]
+    PasskeysDisabled,
+    /// Not one of the caller's passkeys.
+    #[error("passkey not found")]
+    CredentialNotFound,
     /// A dependency (the database) cannot be reached right now.
     #[error("service unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),

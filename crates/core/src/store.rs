@@ -296,6 +296,106 @@ pub trait MfaStore: Send + Sync {
     async fn consume_mfa_challenge(&self, hash: &[u8; 32], now: DateTime<Utc>) -> Result<bool, StoreError>;
 }
 
+/// A registered passkey, as stored. `passkey` is the crate's serialized credential (JSON), opaque
+/// to the backends.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasskeyRecord {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    /// The authenticator's raw credential id (unique across the tenant).
+    pub credential_id: Vec<u8>,
+    pub passkey: String,
+    pub name: String,
+    /// The authenticator's signature counter as last seen (0 for authenticators without one).
+    pub sign_count: i64,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// Leaves the key material out.
+impl std::fmt::Debug for PasskeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasskeyRecord")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which WebAuthn ceremony a stored state belongs to; a state is only ever taken back by a finish
+/// of the same kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CeremonyKind {
+    /// Registering a passkey (bearer).
+    Register,
+    /// A passkey as the second factor of a login (`mfa_token`).
+    Login,
+    /// A passwordless login with a discoverable passkey: no user until the assertion names one.
+    Passwordless,
+}
+
+impl CeremonyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Register => "register",
+            Self::Login => "login",
+            Self::Passwordless => "passwordless",
+        }
+    }
+}
+
+/// Passkeys (WebAuthn credentials) and the state of ceremonies in progress. Every write that
+/// changes whether a user has a passkey also sets or clears the passkey bit of the user's
+/// `mfa_methods`, in the same transaction.
+#[async_trait]
+pub trait PasskeyStore: Send + Sync {
+    /// Inserts a passkey and sets the user's passkey bit; [`StoreError::Conflict`] when the
+    /// credential id is registered already (to anyone).
+    async fn insert_passkey(&self, passkey: PasskeyRecord) -> Result<(), StoreError>;
+
+    /// The user's passkeys, oldest first.
+    async fn passkeys(&self, user: Uuid) -> Result<Vec<PasskeyRecord>, StoreError>;
+
+    async fn passkey_by_credential_id(&self, credential_id: &[u8]) -> Result<Option<PasskeyRecord>, StoreError>;
+
+    /// Deletes passkey `id` only if it belongs to `user`, and clears the user's passkey bit when
+    /// it was the last one; `false` if there was no such passkey of this user.
+    async fn delete_passkey(&self, user: Uuid, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Records a successful use: the new serialized credential and counter, `last_used_at = now`,
+    /// if and only if the stored counter is still `seen_count` (two concurrent uses of one
+    /// assertion or of a cloned key cannot both pass). `false` when it moved meanwhile.
+    async fn record_passkey_use(
+        &self,
+        id: Uuid,
+        passkey: &str,
+        seen_count: i64,
+        sign_count: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Stores a ceremony's state until `expires_at` (and deletes ceremonies expired at `now`).
+    async fn insert_ceremony(
+        &self,
+        id: Uuid,
+        kind: CeremonyKind,
+        user: Option<Uuid>,
+        state: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Takes a live ceremony of `kind` back, atomically and once: of two concurrent finishes only
+    /// one gets the state. Returns its user and state.
+    async fn take_ceremony(
+        &self,
+        id: Uuid,
+        kind: CeremonyKind,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Option<Uuid>, String)>, StoreError>;
+}
+
 /// Which audit rows to list.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -359,7 +459,15 @@ pub struct PoolUsage {
 
 /// Everything the service needs from storage.
 pub trait Store:
-    UserStore + SessionStore + OneTimeTokenStore + LoginFailureStore + MfaStore + AuditStore + Maintenance + StoreHealth
+    UserStore
+    + SessionStore
+    + OneTimeTokenStore
+    + LoginFailureStore
+    + MfaStore
+    + PasskeyStore
+    + AuditStore
+    + Maintenance
+    + StoreHealth
 {
 }
 
@@ -369,6 +477,7 @@ impl<T> Store for T where
         + OneTimeTokenStore
         + LoginFailureStore
         + MfaStore
+        + PasskeyStore
         + AuditStore
         + Maintenance
         + StoreHealth

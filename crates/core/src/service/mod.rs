@@ -7,19 +7,21 @@
 //!
 //! `mod.rs` holds the service, login/register, refresh, logout and authentication; `sessions.rs`
 //! the session list and revocation; `account.rs` passwords, profile, reset and verification;
-//! `maintenance.rs` the cleanup and the audit log.
+//! `maintenance.rs` the cleanup and the audit log; `webauthn.rs` passkeys.
 mod account;
 mod admin;
 mod lockout;
 mod maintenance;
 mod mfa;
 mod sessions;
+mod webauthn;
 
 pub use admin::parse_roles;
 pub use lockout::{LockoutPolicy, client_bucket};
 pub use mfa::{LoginOutcome, MfaAttempt, MfaMethod, MfaPending, TotpSetup};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
+pub use webauthn::{CeremonyStart, MAX_PASSKEYS_PER_USER, PasskeyConfig};
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
@@ -83,6 +85,9 @@ pub struct Settings {
     /// Audit rows are deleted at this age.
     pub audit_retention: Duration,
     pub links: Links,
+    /// Passkeys (WebAuthn): the relying party; `None` when not configured (the routes answer
+    /// 404 PASSKEYS_DISABLED).
+    pub passkeys: Option<PasskeyConfig>,
     /// Every bearer route but the MFA ones answers MFA_REQUIRED until the user has a second
     /// factor (`REQUIRE_MFA`).
     pub require_mfa: bool,
@@ -111,6 +116,7 @@ impl Default for Settings {
             session_retention: Duration::days(7),
             audit_retention: Duration::days(90),
             links: Links::default(),
+            passkeys: None,
             require_mfa: false,
             totp_issuer: "fraise-auth".to_owned(),
         }

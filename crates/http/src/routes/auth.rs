@@ -61,6 +61,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(me, super::account::patch_me))
         .merge(super::sessions::router())
         .merge(super::account::router())
+        .merge(super::webauthn::router())
         .merge(super::mfa::router())
         .layer(no_store)
         .layer(no_cache)

@@ -5,3 +5,4 @@ pub mod health;
 pub mod jwks;
 pub mod mfa;
 pub mod sessions;
+pub mod webauthn;

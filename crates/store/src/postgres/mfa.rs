@@ -181,6 +181,8 @@ impl MfaStore for PgStore {
             "DELETE FROM {s}.tb_mfa_recovery_code WHERE fk_user = $1",
             "DELETE FROM {s}.tb_mfa_challenge WHERE fk_user = $1",
             "DELETE FROM {s}.tb_mfa_failure WHERE fk_user = $1",
+            "DELETE FROM {s}.tb_webauthn_credential WHERE fk_user = $1",
+            "DELETE FROM {s}.tb_webauthn_ceremony WHERE fk_user = $1",
         ] {
             sqlx::query(self.sql(template)).bind(user).execute(&mut *tx).await.map_err(map)?;
         }

@@ -28,6 +28,7 @@ mod lockout;
 mod mfa;
 mod one_time;
 mod tenants;
+mod webauthn;
 
 pub use tenants::PgTenants;
 

@@ -174,6 +174,8 @@ impl MfaStore for SqliteStore {
             "DELETE FROM tb_mfa_recovery_code WHERE fk_user = ?1",
             "DELETE FROM tb_mfa_challenge WHERE fk_user = ?1",
             "DELETE FROM tb_mfa_failure WHERE fk_user = ?1",
+            "DELETE FROM tb_webauthn_credential WHERE fk_user = ?1",
+            "DELETE FROM tb_webauthn_ceremony WHERE fk_user = ?1",
         ] {
             sqlx::query(statement).bind(&id).execute(&mut *tx).await.map_err(map)?;
         }

@@ -26,6 +26,7 @@ mod lockout;
 mod mfa;
 mod one_time;
 mod tenants;
+mod webauthn;
 
 pub use tenants::SqliteTenants;
 
@@ -41,7 +42,7 @@ pub(super) fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
     NaiveDateTime::parse_from_str(s, TS_FORMAT).map(|n| n.and_utc()).map_err(|_| decode("timestamp"))
 }
 
-fn parse_opt_ts(s: Option<String>) -> Result<Option<DateTime<Utc>>, StoreError> {
+pub(super) fn parse_opt_ts(s: Option<String>) -> Result<Option<DateTime<Utc>>, StoreError> {
     s.as_deref().map(parse_ts).transpose()
 }
 
