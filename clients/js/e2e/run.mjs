@@ -313,7 +313,7 @@ async function hostedPageFlow({ json }) {
   await p2.getByRole("heading", { name: "Sign in" }).waitFor();
   await field(p2, "Email").fill(email);
   await field(p2, "Password").fill(newPassword);
-  await p2.getByRole("button", { name: "Sign in" }).click();
+  await p2.getByRole("button", { name: "Sign in", exact: true }).click();
   await p2.locator("#me-email", { hasText: email }).waitFor();
   await shot(p2, "07-account-desktop");
   await desktop.close();
@@ -341,7 +341,7 @@ async function hostedTotp({ json }) {
   await field(page, "Email").fill(email);
   await field(page, "Password").fill(PASSWORD);
   await page.keyboard.press("Enter");
-  await page.locator("#mfa-state", { hasText: "Off" }).waitFor();
+  await page.locator("#mfa-state", { hasText: /^Off:/ }).waitFor();
   await page.getByRole("button", { name: "Set up an authenticator app" }).click();
   await page.getByRole("img", { name: "QR code for your authenticator app" }).waitFor();
   const secret = (await page.locator("#mfa-secret").textContent()).trim();
@@ -350,7 +350,7 @@ async function hostedTotp({ json }) {
   await shot(page, "08-totp-setup-phone");
   await page.getByLabel("Code from the app", { exact: true }).fill(totpCode(secret, Date.now() / 1000));
   await page.getByRole("button", { name: "Turn on" }).click();
-  await page.locator("#mfa-state", { hasText: "On" }).waitFor();
+  await page.locator("#mfa-state", { hasText: /^On:/ }).waitFor();
   const codes = await page.locator("#recovery-codes li").allTextContents();
   assert.equal(codes.length, 10);
   await shot(page, "09-totp-recovery-codes-phone");
@@ -376,7 +376,7 @@ async function hostedTotp({ json }) {
   // Turn it off with another recovery code; the next sign-in is one step again.
   await page.getByLabel("Code from the app, or a recovery code", { exact: true }).fill(codes[1]);
   await page.getByRole("button", { name: "Turn off" }).click();
-  await page.locator("#mfa-state", { hasText: "Off" }).waitFor();
+  await page.locator("#mfa-state", { hasText: /^Off:/ }).waitFor();
   const plain = await api(json, "/login", { email, password: PASSWORD });
   assert.equal(typeof plain.body.access_token, "string", JSON.stringify(plain.body));
   await context.close();
@@ -688,6 +688,64 @@ async function passkeys({ passkey }) {
   await context.close();
 }
 
+/** The hosted page with a virtual authenticator: add a passkey, use it as the second step after
+ * the password, then passwordless; remove it. */
+async function hostedPasskeys({ passkey }) {
+  const context = await newContext();
+  const page = await context.newPage();
+  const cdp = await context.newCDPSession(page);
+  await cdp.send("WebAuthn.enable");
+  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
+    options: {
+      protocol: "ctap2",
+      transport: "internal",
+      hasResidentKey: true,
+      hasUserVerification: true,
+      isUserVerified: true,
+      automaticPresenceSimulation: true,
+    },
+  });
+  const email = "hosted-passkey@example.com";
+  assert.equal((await api(passkey, "/register", { email, password: PASSWORD })).status, 201);
+  await page.goto(`${passkey.origin}/ui/`);
+  await field(page, "Email").fill(email);
+  await field(page, "Password").fill(PASSWORD);
+  await page.keyboard.press("Enter");
+  await page.locator("#mfa-state", { hasText: /^Off:/ }).waitFor();
+  await page.getByRole("button", { name: "Add a passkey on this device" }).click();
+  await page.locator("#status", { hasText: "Passkey added" }).waitFor();
+  await page.locator("#passkeys li").first().waitFor();
+  assert.equal(await page.locator("#passkeys li").count(), 1);
+  await page.locator("#mfa-state", { hasText: "a passkey" }).waitFor();
+  await shot(page, "11-hosted-passkey-added");
+
+  // The password alone is no longer enough: the second step offers the passkey.
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await field(page, "Email").fill(email);
+  await field(page, "Password").fill(PASSWORD);
+  await page.keyboard.press("Enter");
+  await page.getByRole("heading", { name: "Two-step verification" }).waitFor();
+  await page.getByRole("button", { name: "Use a passkey instead" }).click();
+  await page.locator("#me-email", { hasText: email }).waitFor();
+
+  // Passwordless: no email, no password.
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByRole("heading", { name: "Sign in" }).waitFor();
+  await page.getByRole("button", { name: "Sign in with a passkey" }).click();
+  await page.locator("#me-email", { hasText: email }).waitFor();
+  await page.locator("#passkeys li", { hasText: "last used" }).waitFor();
+
+  // Removed: the next password sign-in is one step again.
+  await page.getByRole("button", { name: /^Remove passkey/ }).click();
+  await page.locator("#status", { hasText: "Passkey removed" }).waitFor();
+  await page.locator("#mfa-state", { hasText: /^Off:/ }).waitFor();
+  const plain = await api(passkey, "/login", { email, password: PASSWORD });
+  assert.equal(typeof plain.body.access_token, "string", JSON.stringify(plain.body));
+  const { credentials } = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+  assert.equal(credentials.length, 1, "the authenticator keeps its copy; the server no longer accepts it");
+  await context.close();
+}
+
 // ---------------------------------------------------------------- main
 
 const tests = [
@@ -697,6 +755,7 @@ const tests = [
   ["cookie mode: HttpOnly refresh cookie, CSRF header required and sent, reload and two tabs", cookieMode],
   ["two tabs refreshing at the same moment: one refresh, no theft (control without the lock: theft)", twoTabsRefreshOnce],
   ["passkeys: register with a virtual authenticator, sign out, sign in with the passkey alone", passkeys],
+  ["the hosted page with passkeys: add one, second step after the password, passwordless, remove", hostedPasskeys],
 ];
 
 let failed = 0;

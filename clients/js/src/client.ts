@@ -16,6 +16,7 @@
  */
 import { FraiseAuthError, errorFromResponse, isAuthError } from "./errors.js";
 import { type CrossTabLock, webLocks } from "./lock.js";
+import { type CeremonyStart, createCredential, getAssertion } from "./passkeys.js";
 import { type StoredTokens, type TokenStorage, memoryStorage, readCookie } from "./storage.js";
 
 export interface User {
@@ -42,6 +43,13 @@ export interface Session {
   created_at: string;
   last_active: string;
   is_current: boolean;
+}
+
+export interface Passkey {
+  id: string;
+  name: string;
+  created_at: string;
+  last_used_at: string | null;
 }
 
 export interface FraiseAuthOptions {
@@ -170,6 +178,34 @@ export class FraiseAuth {
   /** Turns TOTP on with the first code; resolves to the ten recovery codes (shown once). */
   async confirmTotp(code: string): Promise<string[]> {
     return (await this.authed<{ recovery_codes: string[] }>("POST", "/mfa/totp/confirm", { code })).recovery_codes;
+  }
+
+  /** Creates a passkey on this device for the signed-in user (the browser asks the user). */
+  async registerPasskey(name?: string): Promise<Passkey> {
+    const start = await this.authed<CeremonyStart>("POST", "/webauthn/register/start", {});
+    const credential = await createCredential(start);
+    const body: Json = { ceremony_id: start.ceremony_id, credential };
+    if (name) body.name = name;
+    return this.authed("POST", "/webauthn/register/finish", body);
+  }
+
+  async passkeys(): Promise<Passkey[]> {
+    return (await this.authed<{ credentials: Passkey[] }>("GET", "/webauthn/credentials")).credentials;
+  }
+
+  async removePasskey(id: string): Promise<void> {
+    await this.authed("DELETE", `/webauthn/credentials/${encodeURIComponent(id)}`);
+  }
+
+  /**
+   * Signs in with a passkey: with `mfaToken` as the second step of a login that answered
+   * `MFA_CHALLENGE`, without it passwordless (when the server allows it).
+   */
+  async signInWithPasskey(mfaToken?: string): Promise<User> {
+    const hint: Json = mfaToken ? { mfa_token: mfaToken } : {};
+    const start = await this.send<CeremonyStart>("POST", "/webauthn/login/start", hint);
+    const credential = await getAssertion(start);
+    return this.signIn("/webauthn/login/finish", { ...hint, ceremony_id: start.ceremony_id, credential });
   }
 
   /** Turns TOTP off, given a current code (or a recovery code) or the password. */

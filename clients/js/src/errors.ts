@@ -3,7 +3,8 @@
  * server envelope's `detail.code` (`INVALID_CREDENTIALS`, `TOKEN_THEFT_DETECTED`, ...), or one of
  * the client's own codes: `NETWORK_ERROR` (no response: offline, DNS, CORS refusal),
  * `NOT_SIGNED_IN` (a call that needs a session when there is none), `BAD_RESPONSE` (a response
- * that is not the server's JSON).
+ * that is not the server's JSON), `MFA_CHALLENGE` (see `login`), `PASSKEYS_UNSUPPORTED` and
+ * `PASSKEY_CANCELLED` (the browser cannot, or the user did not, complete a passkey ceremony).
  */
 
 /**
@@ -11,7 +12,13 @@
  * password was right and the account has a second factor; the error's `mfa` says how to finish
  * (`verifyMfa`).
  */
-export type ClientErrorCode = "NETWORK_ERROR" | "NOT_SIGNED_IN" | "BAD_RESPONSE" | "MFA_CHALLENGE";
+export type ClientErrorCode =
+  | "NETWORK_ERROR"
+  | "NOT_SIGNED_IN"
+  | "BAD_RESPONSE"
+  | "MFA_CHALLENGE"
+  | "PASSKEYS_UNSUPPORTED"
+  | "PASSKEY_CANCELLED";
 
 /** The second step a login asks for: pass `token` to `verifyMfa` with a code. */
 export interface MfaChallenge {
@@ -44,6 +51,8 @@ export type ServerErrorCode =
   | "MFA_REQUIRED"
   | "INVALID_MFA_CODE"
   | "MFA_TOKEN_EXPIRED"
+  | "PASSKEYS_DISABLED"
+  | "CREDENTIAL_NOT_FOUND"
   | "SERVICE_UNAVAILABLE"
   | "INTERNAL_ERROR";
 

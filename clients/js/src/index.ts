@@ -8,7 +8,8 @@
  * const me = await auth.me(); // refreshes first when the access token has expired
  * ```
  */
-export { FraiseAuth, type FraiseAuthOptions, type Session, type User } from "./client.js";
+export { FraiseAuth, type FraiseAuthOptions, type Passkey, type Session, type User } from "./client.js";
+export { fromBase64Url, toBase64Url } from "./passkeys.js";
 export {
   FraiseAuthError,
   isAuthError,

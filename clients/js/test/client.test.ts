@@ -259,3 +259,31 @@ describe("storage and logout", () => {
     expect(auth.isSignedIn()).toBe(false);
   });
 });
+
+describe("passkey glue", () => {
+  it("base64url round-trips every byte value, without padding", async () => {
+    const { fromBase64Url, toBase64Url } = await import("../src/index.js");
+    const all = new Uint8Array(256).map((_, i) => i);
+    const text = toBase64Url(all);
+    expect(text).not.toMatch(/[+/=]/);
+    expect(Array.from(fromBase64Url(text))).toEqual(Array.from(all));
+    expect(toBase64Url(new Uint8Array([0xfb, 0xff]))).toBe("-_8");
+    expect(Array.from(fromBase64Url("-_8"))).toEqual([0xfb, 0xff]);
+  });
+
+  it("without WebAuthn in the environment a passkey sign-in says PASSKEYS_UNSUPPORTED", async () => {
+    const server = fakeServer();
+    const original = server.fetch;
+    const fetch = (async (input: RequestInfo | URL, init?: RequestInit) => {
+      if (String(input).endsWith("/webauthn/login/start")) {
+        return new Response(JSON.stringify({ ceremony_id: "c1", options: { publicKey: { challenge: "AA" } } }), {
+          status: 200,
+          headers: { "content-type": "application/json" },
+        });
+      }
+      return original(input, init);
+    }) as typeof globalThis.fetch;
+    const auth = new FraiseAuth({ fetch, lock: false });
+    await expect(auth.signInWithPasskey()).rejects.toMatchObject({ code: "PASSKEYS_UNSUPPORTED" });
+  });
+});

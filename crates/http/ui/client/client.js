@@ -16,6 +16,7 @@
  */
 import { FraiseAuthError, errorFromResponse, isAuthError } from "./errors.js";
 import { webLocks } from "./lock.js";
+import { createCredential, getAssertion } from "./passkeys.js";
 import { memoryStorage, readCookie } from "./storage.js";
 /** How long a "token spent" note stays up, and how long a tab waits for the tokens it announces. */
 const SPENT_NOTE_MS = 30000;
@@ -95,6 +96,31 @@ export class FraiseAuth {
     /** Turns TOTP on with the first code; resolves to the ten recovery codes (shown once). */
     async confirmTotp(code) {
         return (await this.authed("POST", "/mfa/totp/confirm", { code })).recovery_codes;
+    }
+    /** Creates a passkey on this device for the signed-in user (the browser asks the user). */
+    async registerPasskey(name) {
+        const start = await this.authed("POST", "/webauthn/register/start", {});
+        const credential = await createCredential(start);
+        const body = { ceremony_id: start.ceremony_id, credential };
+        if (name)
+            body.name = name;
+        return this.authed("POST", "/webauthn/register/finish", body);
+    }
+    async passkeys() {
+        return (await this.authed("GET", "/webauthn/credentials")).credentials;
+    }
+    async removePasskey(id) {
+        await this.authed("DELETE", `/webauthn/credentials/${encodeURIComponent(id)}`);
+    }
+    /**
+     * Signs in with a passkey: with `mfaToken` as the second step of a login that answered
+     * `MFA_CHALLENGE`, without it passwordless (when the server allows it).
+     */
+    async signInWithPasskey(mfaToken) {
+        const hint = mfaToken ? { mfa_token: mfaToken } : {};
+        const start = await this.send("POST", "/webauthn/login/start", hint);
+        const credential = await getAssertion(start);
+        return this.signIn("/webauthn/login/finish", { ...hint, ceremony_id: start.ceremony_id, credential });
     }
     /** Turns TOTP off, given a current code (or a recovery code) or the password. */
     async disableTotp(proof) {
