@@ -89,6 +89,7 @@ fn http(c: &mut Criterion) {
         metadata: serde_json::json!({"plan": "pro", "locale": "fr"}),
         is_active: true,
         email_verified: true,
+        mfa: fraise_core::mfa::MfaMethods::none(),
         created_at: now,
         updated_at: now,
     };

@@ -19,6 +19,7 @@ pub enum UserOp {
     Disable { email: String },
     Enable { email: String },
     SetRoles { email: String, roles: String },
+    ResetMfa { email: String },
     List { limit: u32, offset: u32, json: bool },
 }
 
@@ -91,13 +92,24 @@ pub async fn user(cfg: &Config, tenant: Option<&str>, op: UserOp) -> anyhow::Res
                 user.roles.join(", ")
             );
         }
+        UserOp::ResetMfa { email } => {
+            let user =
+                auth.find_user(&email).await.map_err(|e| anyhow::anyhow!("{e}"))?.ok_or_else(|| not_found(&email))?;
+            let had = user.mfa.names();
+            auth.reset_mfa(user.id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let had = if had.is_empty() { "none".to_owned() } else { had.join(", ") };
+            println!(
+                "{email}: second factors removed (had: {had}); recovery codes voided; the next login needs only the password"
+            );
+        }
         UserOp::List { limit, offset, json } => {
             let users = auth.list_users(limit, offset).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             for u in &users {
                 let created = u.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
                 if json {
                     let line = serde_json::json!({"id": u.id, "email": u.email, "name": u.name, "roles": u.roles,
-                        "is_active": u.is_active, "email_verified": u.email_verified, "created_at": created});
+                        "is_active": u.is_active, "email_verified": u.email_verified, "mfa_methods": u.mfa.names(),
+                        "created_at": created});
                     println!("{line}");
                 } else {
                     let state = if u.is_active { "active" } else { "disabled" };

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use chrono::Duration;
 use fraise_core::mail::Mailer;
+use fraise_core::mfa::SecretSealer;
 use fraise_core::password::{HashPool, PasswordHasher};
 use fraise_core::service::Components;
 use fraise_core::store::Store;
@@ -160,6 +161,9 @@ pub fn service(
         session_retention: Duration::days(cfg.session_retention_days),
         audit_retention: Duration::days(cfg.audit_retention_days),
         links: cfg.links.clone(),
+        passkeys: cfg.passkeys.clone(),
+        require_mfa: cfg.require_mfa,
+        totp_issuer: cfg.totp_issuer.clone(),
     };
     let components = Components {
         store,
@@ -169,8 +173,24 @@ pub fn service(
         access,
         refresh: RefreshTokens::from_secret(secret),
         mailer,
+        sealer: sealer(cfg, secret),
     };
     Ok(AuthService::new(components, settings))
+}
+
+/// The key that seals TOTP secrets: `MFA_ENCRYPTION_KEY`, else the JWT secret. Former keys
+/// still open what they sealed: `MFA_PREVIOUS_ENCRYPTION_KEYS`, the former JWT secrets, and the
+/// JWT secret itself once an explicit key replaces it.
+fn sealer(cfg: &Config, secret: &[u8]) -> SecretSealer {
+    let mut previous: Vec<&[u8]> = cfg.mfa_previous_keys.iter().map(|k| k.expose_secret().as_bytes()).collect();
+    previous.extend(cfg.jwt_previous_secrets.iter().map(|k| k.expose_secret().as_bytes()));
+    match &cfg.mfa_key {
+        Some(key) => {
+            previous.push(secret);
+            SecretSealer::new(key.expose_secret().as_bytes(), &previous)
+        }
+        None => SecretSealer::new(secret, &previous),
+    }
 }
 
 /// SMTP when `SMTP_URL` is set, else the outbox folder `DATA_DIR/outbox`.

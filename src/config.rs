@@ -104,13 +104,33 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("AUDIT_RETENTION_DAYS", "90", "audit rows are deleted at this age"),
     ("CLEANUP_INTERVAL_MINUTES", "60", "how often `serve` runs the cleanup (0 = never)"),
     ("REQUIRE_EMAIL_VERIFICATION", "false", "refuse logins of unverified emails (403 EMAIL_NOT_VERIFIED)"),
+    (
+        "REQUIRE_MFA",
+        "false",
+        "every bearer route but MFA enrollment and logout answers 403 MFA_REQUIRED until the user has a second factor",
+    ),
+    ("MFA_TOTP_ISSUER", "fraise-auth", "issuer name authenticator apps show next to the TOTP code"),
+    (
+        "MFA_ENCRYPTION_KEY",
+        "",
+        "key sealing TOTP secrets at rest (32+ bytes); unset: derived from JWT_SECRET_KEY (former JWT secrets still open)",
+    ),
+    (
+        "MFA_PREVIOUS_ENCRYPTION_KEYS",
+        "",
+        "comma-separated former MFA_ENCRYPTION_KEYs: still open sealed TOTP secrets, never seal",
+    ),
     ("AUTH_PREFIX", "/auth", "path prefix of the auth routes"),
     ("MAX_BODY_BYTES", "65536", "largest request body (413 above)"),
     ("REQUEST_TIMEOUT_SECONDS", "30", "longest a request may take (408 after)"),
     ("MAX_CONCURRENT_REQUESTS", "1024", "requests handled at once; more get 503 at once"),
     ("ENABLE_RATE_LIMITING", "true", "GCRA limits per client IP (in memory, per node)"),
     ("RATE_LIMIT_REQUESTS_PER_MINUTE", "60", "general bucket: every route but health probes"),
-    ("RATE_LIMIT_AUTH_REQUESTS_PER_MINUTE", "5", "auth bucket: POST login, register, forgot-password, reset-password"),
+    (
+        "RATE_LIMIT_AUTH_REQUESTS_PER_MINUTE",
+        "5",
+        "auth bucket: POST login, register, forgot/reset/change-password, mfa/verify, DELETE mfa/totp",
+    ),
     ("RATE_LIMIT_ALLOWLIST", "", "comma-separated CIDRs exempt from rate limits"),
     ("REDIS_URL", "", "`redis://host:6379/0`: rate limits shared by every node (unset: in memory, per node)"),
     ("RATE_LIMIT_REDIS_FAILURE", "open", "`open` (let requests through) or `closed` (503) while Redis is unreachable"),
@@ -163,6 +183,22 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "UI_ENABLED",
         "false",
         "serve the hosted account page (sign up, sign in, sessions, password reset, email verification) at `/ui/`",
+    ),
+    (
+        "WEBAUTHN_RP_ID",
+        "",
+        "passkeys: the relying-party id, the domain passkeys are bound to (e.g. `example.com`, or `localhost`); set with `WEBAUTHN_ORIGIN` to enable the `/auth/webauthn/*` routes (404 `PASSKEYS_DISABLED` otherwise)",
+    ),
+    (
+        "WEBAUTHN_ORIGIN",
+        "",
+        "passkeys: the origin of the pages that call WebAuthn (e.g. `https://auth.example.com`, `http://localhost:8000`); its host must be `WEBAUTHN_RP_ID` or below it",
+    ),
+    ("WEBAUTHN_RP_NAME", "", "passkeys: the name authenticators show; default `WEBAUTHN_RP_ID`"),
+    (
+        "WEBAUTHN_PASSWORDLESS",
+        "false",
+        "passkeys: also allow sign-in with a (discoverable) passkey alone, without the password; passkeys registered while on are discoverable",
     ),
     ("LOG_LEVEL", "info", "`error`..`trace`, or a tracing filter such as `info,sqlx=debug`"),
     ("LOG_FORMAT", "pretty", "`pretty` or `json`"),
@@ -289,11 +325,17 @@ impl Sources {
     }
 }
 
+/// A comma-separated list of secrets, blanks dropped.
+fn list_secrets(raw: &str) -> Vec<SecretString> {
+    raw.split(',').map(str::trim).filter(|v| !v.is_empty()).map(|v| SecretString::from(v.to_owned())).collect()
+}
+
 /// Whether `key`'s value is a secret or may hold one (credentials in a URL): reports show such a
 /// key only as SET / NOT SET.
 pub fn is_secret_key(key: &str) -> bool {
     key.contains("SECRET")
         || key.contains("PASSWORD")
+        || key.contains("ENCRYPTION_KEY")
         || key.ends_with("TOKEN")
         || key.ends_with("_URL") && key != "APP_BASE_URL"
 }
@@ -361,6 +403,11 @@ pub struct Config {
     pub hash_queue: usize,
     pub policy: PasswordPolicy,
     pub require_verified_email: bool,
+    pub require_mfa: bool,
+    pub totp_issuer: String,
+    /// Seals TOTP secrets (`MFA_ENCRYPTION_KEY`); `None`: derived from the JWT secret.
+    pub mfa_key: Option<SecretString>,
+    pub mfa_previous_keys: Vec<SecretString>,
     pub max_sessions_per_user: usize,
     pub idle_timeout_minutes: i64,
     pub absolute_lifetime_hours: i64,
@@ -395,6 +442,8 @@ pub struct Config {
     /// How a request names its tenant.
     pub tenancy: fraise_http::tenancy::TenantResolution,
     pub tenant_max_open: usize,
+    /// Passkeys (`WEBAUTHN_*`); `None` when not configured.
+    pub passkeys: Option<fraise_core::service::PasskeyConfig>,
     /// Keys set but not implemented by this version (warned about at start).
     pub inert: Vec<&'static str>,
 }
@@ -441,13 +490,10 @@ impl Config {
             fraise_core::tokens::JwtAlgorithm::Hs256
         });
         let jwt_key_dir = s.opt("JWT_KEY_DIR").map_or_else(|| data_dir.join("keys"), PathBuf::from);
-        let jwt_previous_secrets = s
-            .get("JWT_PREVIOUS_SECRET_KEYS")
-            .split(',')
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(|v| SecretString::from(v.to_owned()))
-            .collect();
+        let jwt_previous_secrets = list_secrets(s.get("JWT_PREVIOUS_SECRET_KEYS"));
+        if s.opt("MFA_ENCRYPTION_KEY").is_some_and(|k| k.len() < 32) {
+            e.push("MFA_ENCRYPTION_KEY: use at least 32 bytes (e.g. `openssl rand -base64 32`)".to_owned());
+        }
         let jwt_rsa_bits = s.parse("JWT_RSA_KEY_BITS", "2048, 3072 or 4096", e).unwrap_or(2048);
         if ![2048, 3072, 4096].contains(&jwt_rsa_bits) {
             e.push(format!("JWT_RSA_KEY_BITS={jwt_rsa_bits} must be 2048, 3072 or 4096"));
@@ -546,6 +592,16 @@ impl Config {
                 require_special: s.bool("PASSWORD_REQUIRE_SPECIAL", e),
             },
             require_verified_email: s.bool("REQUIRE_EMAIL_VERIFICATION", e),
+            require_mfa: s.bool("REQUIRE_MFA", e),
+            totp_issuer: {
+                let issuer = s.get("MFA_TOTP_ISSUER").trim().to_owned();
+                if issuer.is_empty() || issuer.len() > 64 || issuer.chars().any(char::is_control) {
+                    e.push("MFA_TOTP_ISSUER: 1 to 64 printable characters".to_owned());
+                }
+                issuer
+            },
+            mfa_key: s.opt("MFA_ENCRYPTION_KEY").map(SecretString::from),
+            mfa_previous_keys: list_secrets(s.get("MFA_PREVIOUS_ENCRYPTION_KEYS")),
             max_sessions_per_user: s.parse("MAX_SESSIONS_PER_USER", "a number of sessions", e).unwrap_or(10),
             idle_timeout_minutes: s
                 .parse("SESSION_IDLE_TIMEOUT_MINUTES", "a number of minutes (0 = off)", e)
@@ -601,6 +657,7 @@ impl Config {
             metrics_token: s.opt("METRICS_TOKEN").map(SecretString::from),
             tenancy,
             tenant_max_open: s.parse("TENANT_MAX_OPEN", "a number of tenants", e).unwrap_or(64),
+            passkeys: passkeys(s, e),
             inert: s.inert_keys(),
         };
         if cfg.tenancy == fraise_http::tenancy::TenantResolution::Header && cfg.token_transport.uses_cookie() {
@@ -875,6 +932,29 @@ fn tenancy(s: &Sources, e: &mut Vec<String>) -> fraise_http::tenancy::TenantReso
 }
 
 /// The email link templates: explicit templates must contain `{token}`.
+/// `WEBAUTHN_*`: both the RP id and the origin, or neither.
+fn passkeys(s: &Sources, e: &mut Vec<String>) -> Option<fraise_core::service::PasskeyConfig> {
+    let passwordless = s.bool("WEBAUTHN_PASSWORDLESS", e);
+    match (s.opt("WEBAUTHN_RP_ID"), s.opt("WEBAUTHN_ORIGIN")) {
+        (Some(rp_id), Some(origin)) => {
+            let name = s.opt("WEBAUTHN_RP_NAME");
+            fraise_core::service::PasskeyConfig::new(&rp_id, &origin, name.as_deref(), passwordless)
+                .map_err(|msg| e.push(msg))
+                .ok()
+        }
+        (None, None) => {
+            if passwordless {
+                e.push("WEBAUTHN_PASSWORDLESS=true needs passkeys configured. Fix: set WEBAUTHN_RP_ID and WEBAUTHN_ORIGIN (e.g. localhost and http://localhost:8000)".into());
+            }
+            None
+        }
+        _ => {
+            e.push("WEBAUTHN_RP_ID and WEBAUTHN_ORIGIN go together. Fix: set both (e.g. WEBAUTHN_RP_ID=example.com, WEBAUTHN_ORIGIN=https://auth.example.com), or neither to leave passkeys off".into());
+            None
+        }
+    }
+}
+
 fn links(s: &Sources, e: &mut Vec<String>) -> fraise_core::mail::Links {
     let base = s.get("APP_BASE_URL").trim().to_owned();
     if url::Url::parse(&base).is_err() {
@@ -934,6 +1014,21 @@ mod tests {
         for key in NOT_YET {
             assert!(readme.contains(&format!("`{key}`")), "README.md does not list {key}");
         }
+    }
+
+    #[test]
+    fn passkeys_need_both_the_rp_id_and_a_fitting_origin() {
+        assert!(cfg(&[]).map(|c| c.passkeys.is_none()).unwrap_or(false), "off by default");
+        let c = cfg(&[("WEBAUTHN_RP_ID", "localhost"), ("WEBAUTHN_ORIGIN", "http://localhost:8000")]);
+        assert!(c.is_ok_and(|c| c.passkeys.is_some_and(|p| !p.passwordless)));
+        let only_one = cfg(&[("WEBAUTHN_RP_ID", "localhost")]).err().unwrap_or_default();
+        assert!(only_one.contains("go together"), "{only_one}");
+        let mismatch = cfg(&[("WEBAUTHN_RP_ID", "example.org"), ("WEBAUTHN_ORIGIN", "https://a.example.com")])
+            .err()
+            .unwrap_or_default();
+        assert!(mismatch.contains("WEBAUTHN_RP_ID"), "{mismatch}");
+        let alone = cfg(&[("WEBAUTHN_PASSWORDLESS", "true")]).err().unwrap_or_default();
+        assert!(alone.contains("WEBAUTHN_PASSWORDLESS=true needs passkeys configured"), "{alone}");
     }
 
     #[test]

@@ -114,7 +114,7 @@ enum Command {
         #[arg(long, default_value = "Smoke-Test-Pass-1!")]
         password: String,
     },
-    /// Administer accounts: create, disable, enable, set-roles, list.
+    /// Administer accounts: create, disable, enable, set-roles, reset-mfa, list.
     User {
         /// Act on this tenant's users (default: the main database)
         #[arg(long, global = true, value_name = "NAME")]
@@ -197,6 +197,9 @@ enum UserAction {
     Enable { email: String },
     /// Replace an account's roles (comma-separated; "" clears them).
     SetRoles { email: String, roles: String },
+    /// Remove every second factor of an account (TOTP, recovery codes, passkeys), for support when
+    /// a user lost them; the next login needs only the password.
+    ResetMfa { email: String },
     /// List accounts, ordered by email.
     List {
         #[arg(long, default_value_t = 100)]
@@ -429,6 +432,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 UserAction::Disable { email } => UserOp::Disable { email },
                 UserAction::Enable { email } => UserOp::Enable { email },
                 UserAction::SetRoles { email, roles } => UserOp::SetRoles { email, roles },
+                UserAction::ResetMfa { email } => UserOp::ResetMfa { email },
                 UserAction::List { limit, offset, json } => UserOp::List { limit, offset, json },
             };
             fraise_auth::admin_cmd::user(&cfg, tenant.as_deref(), op).await

@@ -205,6 +205,12 @@ impl Res {
     }
 }
 
+/// How many migrations this binary knows (one file per migration and backend).
+pub fn migration_count() -> usize {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/crates/store/migrations/sqlite");
+    std::fs::read_dir(dir).map(|d| d.filter(|e| e.is_ok()).count()).unwrap_or(0)
+}
+
 pub fn start_time() -> DateTime<Utc> {
     DateTime::from_timestamp(1_790_000_000, 0).unwrap_or_default()
 }

@@ -8,7 +8,7 @@ use crate::helpers::{Backend, PASSWORD, TestApp};
 both_backends!(metrics_count_requests_by_route_template_and_outcomes, metrics_can_require_a_token);
 
 /// The value of the sample whose name-and-labels text starts with `series` (0 when absent).
-fn value(text: &str, series: &str) -> f64 {
+pub fn value(text: &str, series: &str) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter(|l| l.starts_with(series))
@@ -16,7 +16,7 @@ fn value(text: &str, series: &str) -> f64 {
         .sum()
 }
 
-async fn scrape(app: &TestApp) -> String {
+pub async fn scrape(app: &TestApp) -> String {
     let r = app.call(Method::GET, "/metrics", None, None).await;
     assert_eq!(r.status.as_u16(), 200, "{}", r.text);
     assert!(r.header("content-type").is_some_and(|c| c.starts_with("text/plain; version=0.0.4")));

@@ -95,6 +95,10 @@ async fn the_guides_session_query_runs_unchanged(backend: Backend) {
 async fn the_guides_table_check_lists_the_tables_on_postgres() {
     let url = with_database(&pg_url(), "fraise_guide_check");
     ensure_pg_database(&url).await;
+    // The database outlives the run: start from an empty public schema, so migrations applied by
+    // another build (a branch with more of them, or an edited one) cannot fail this one.
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;").execute(&mut conn).await.unwrap();
     let store = fraise_store::PgStore::connect_lazy(
         &url,
         fraise_store::SchemaName::parse("public").unwrap(),
@@ -102,7 +106,6 @@ async fn the_guides_table_check_lists_the_tables_on_postgres() {
     )
     .unwrap();
     store.migrate().await.unwrap();
-    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
     let tables: Vec<String> =
         sqlx::query_scalar("SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename LIKE 'tb_%';")
             .fetch_all(&mut conn)

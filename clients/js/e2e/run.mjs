@@ -4,6 +4,8 @@
 // Starts, on free loopback ports, and kills at the end (only these processes):
 //   - "json" server:   UI_ENABLED, TOKEN_TRANSPORT=json, CORS for the static origin, grace 0
 //   - "cookie" server: UI_ENABLED, TOKEN_TRANSPORT=cookie, ENABLE_CSRF_PROTECTION
+//   - "passkey" server: passkeys on (RP id `localhost`, passwordless), visited as
+//     http://localhost:PORT (WebAuthn needs a secure context and an origin matching the RP id)
 //   - a static server (this process) on two more ports: the "other origin" app page, which loads
 //     the client built by tsc from clients/js/src (dist/), and a second origin CORS does not allow.
 // Every server has its own temporary DATA_DIR (SQLite). The browser may reach loopback only: any
@@ -15,6 +17,7 @@ import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, extname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { createHmac } from "node:crypto";
 import { chromium } from "playwright-core";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -42,10 +45,10 @@ function freePort() {
   });
 }
 
-async function startAuth(name, env, port) {
+async function startAuth(name, env, port, host = "127.0.0.1") {
   const dataDir = mkdtempSync(join(tmpdir(), `fraise-e2e-${name}-`));
   tempDirs.push(dataDir);
-  const origin = `http://127.0.0.1:${port}`;
+  const origin = `http://${host}:${port}`;
   const log = createWriteStream(join(shots, `server-${name}.log`));
   const child = spawn(bin, ["serve"], {
     env: {
@@ -310,10 +313,73 @@ async function hostedPageFlow({ json }) {
   await p2.getByRole("heading", { name: "Sign in" }).waitFor();
   await field(p2, "Email").fill(email);
   await field(p2, "Password").fill(newPassword);
-  await p2.getByRole("button", { name: "Sign in" }).click();
+  await p2.getByRole("button", { name: "Sign in", exact: true }).click();
   await p2.locator("#me-email", { hasText: email }).waitFor();
   await shot(p2, "07-account-desktop");
   await desktop.close();
+}
+
+/** RFC 6238 (SHA-1, 6 digits, 30 s) from a base32 secret, written out here (not the server's). */
+function totpCode(secretB32, unixSeconds) {
+  let bits = "";
+  for (const c of secretB32) bits += "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567".indexOf(c).toString(2).padStart(5, "0");
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(unixSeconds / 30)));
+  const h = createHmac("sha1", key).update(counter).digest();
+  const off = h[19] & 0x0f;
+  return String((h.readUInt32BE(off) & 0x7fffffff) % 1_000_000).padStart(6, "0");
+}
+
+/** The hosted page: turn on TOTP (QR code, key, recovery codes), two-step sign-in, turn it off. */
+async function hostedTotp({ json }) {
+  const context = await newContext(PHONE);
+  const page = await context.newPage();
+  const email = "totp@example.com";
+  assert.equal((await api(json, "/register", { email, password: PASSWORD })).status, 201);
+  await page.goto(`${json.origin}/ui/`);
+  await field(page, "Email").fill(email);
+  await field(page, "Password").fill(PASSWORD);
+  await page.keyboard.press("Enter");
+  await page.locator("#mfa-state", { hasText: /^Off:/ }).waitFor();
+  await page.getByRole("button", { name: "Set up an authenticator app" }).click();
+  await page.getByRole("img", { name: "QR code for your authenticator app" }).waitFor();
+  const secret = (await page.locator("#mfa-secret").textContent()).trim();
+  assert.match(secret, /^[A-Z2-7]{32}$/);
+  await fitsWidth(page);
+  await shot(page, "08-totp-setup-phone");
+  await page.getByLabel("Code from the app", { exact: true }).fill(totpCode(secret, Date.now() / 1000));
+  await page.getByRole("button", { name: "Turn on" }).click();
+  await page.locator("#mfa-state", { hasText: /^On:/ }).waitFor();
+  const codes = await page.locator("#recovery-codes li").allTextContents();
+  assert.equal(codes.length, 10);
+  await shot(page, "09-totp-recovery-codes-phone");
+
+  // Sign out; signing in now takes a second step. A wrong code is explained; a recovery code works
+  // (the app's current code was just spent by the confirmation: a replay would be refused).
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByRole("heading", { name: "Sign in" }).waitFor();
+  await field(page, "Email").fill(email);
+  await field(page, "Password").fill(PASSWORD);
+  await page.keyboard.press("Enter");
+  await page.getByRole("heading", { name: "Two-step verification" }).waitFor();
+  assert.equal(await page.evaluate(() => localStorage.getItem("fraise-auth-ui")), null, "no session before the second step");
+  await field(page, "Code").fill("000000");
+  await page.keyboard.press("Enter");
+  await page.locator("#view-mfa [data-error]", { hasText: "not right" }).waitFor();
+  await field(page, "Code").fill(codes[0]);
+  await page.keyboard.press("Enter");
+  await page.locator("#me-email", { hasText: email }).waitFor();
+  const me = await api(json, "/login", { email, password: PASSWORD });
+  assert.equal(me.body.mfa_required, true, JSON.stringify(me.body));
+
+  // Turn it off with another recovery code; the next sign-in is one step again.
+  await page.getByLabel("Code from the app, or a recovery code", { exact: true }).fill(codes[1]);
+  await page.getByRole("button", { name: "Turn off" }).click();
+  await page.locator("#mfa-state", { hasText: /^Off:/ }).waitFor();
+  const plain = await api(json, "/login", { email, password: PASSWORD });
+  assert.equal(typeof plain.body.access_token, "string", JSON.stringify(plain.body));
+  await context.close();
 }
 
 /** A page on another origin uses the client across CORS; an origin not allowed cannot. */
@@ -494,13 +560,202 @@ async function twoTabsRefreshOnce(env) {
   assert.ok(control.results.includes("TOKEN_THEFT_DETECTED"), `control: ${JSON.stringify(control.results)}`);
 }
 
+/**
+ * Passkeys in the browser: Chromium's virtual authenticator (CDP WebAuthn domain: CTAP2, internal
+ * transport, resident keys, user verification) answers navigator.credentials. A signed-in user
+ * registers a passkey (bearer), signs out, and signs in with the passkey alone (passwordless).
+ */
+async function passkeys({ passkey }) {
+  const context = await newContext();
+  const page = await context.newPage();
+  const cdp = await context.newCDPSession(page);
+  await cdp.send("WebAuthn.enable");
+  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
+    options: {
+      protocol: "ctap2",
+      transport: "internal",
+      hasResidentKey: true,
+      hasUserVerification: true,
+      isUserVerified: true,
+      automaticPresenceSimulation: true,
+    },
+  });
+  // A page of the configured origin (http://localhost:PORT): a secure context for WebAuthn.
+  await page.goto(`${passkey.origin}/ui/`);
+  await page.getByRole("heading", { name: "Sign in" }).waitFor();
+  assert.equal(await page.evaluate(() => window.isSecureContext), true);
+
+  const email = "passkey@example.com";
+  const out = await page.evaluate(
+    async ({ email, password }) => {
+      const b64 = (buf) => btoa(String.fromCharCode(...new Uint8Array(buf))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+      const bytes = (s) => Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
+      const call = async (path, body, token) => {
+        const headers = { "content-type": "application/json" };
+        if (token) headers.authorization = `Bearer ${token}`;
+        const r = await fetch(`/auth${path}`, { method: "POST", headers, body: JSON.stringify(body ?? {}) });
+        return { status: r.status, body: await r.json() };
+      };
+      const reg = await call("/register", { email, password, name: "Passkey User" });
+      // Register a passkey: the server's options, binary members decoded, to the authenticator.
+      const start = await call("/webauthn/register/start", {}, reg.body.access_token);
+      const pk = start.body.options.publicKey;
+      const created = await navigator.credentials.create({
+        publicKey: {
+          ...pk,
+          challenge: bytes(pk.challenge),
+          user: { ...pk.user, id: bytes(pk.user.id) },
+          excludeCredentials: (pk.excludeCredentials ?? []).map((c) => ({ ...c, id: bytes(c.id) })),
+        },
+      });
+      const finish = await call(
+        "/webauthn/register/finish",
+        {
+          ceremony_id: start.body.ceremony_id,
+          name: "Chromium virtual authenticator",
+          credential: {
+            id: created.id,
+            rawId: b64(created.rawId),
+            type: created.type,
+            response: {
+              attestationObject: b64(created.response.attestationObject),
+              clientDataJSON: b64(created.response.clientDataJSON),
+            },
+            clientExtensionResults: created.getClientExtensionResults(),
+          },
+        },
+        reg.body.access_token,
+      );
+      // Sign out.
+      const logout = await call("/logout", { refresh_token: reg.body.refresh_token });
+      // Sign in with the passkey alone: no email, no password.
+      const ls = await call("/webauthn/login/start", {});
+      const rk = ls.body.options.publicKey;
+      const got = await navigator.credentials.get({
+        publicKey: {
+          ...rk,
+          challenge: bytes(rk.challenge),
+          allowCredentials: (rk.allowCredentials ?? []).map((c) => ({ ...c, id: bytes(c.id) })),
+        },
+      });
+      const login = await call("/webauthn/login/finish", {
+        ceremony_id: ls.body.ceremony_id,
+        credential: {
+          id: got.id,
+          rawId: b64(got.rawId),
+          type: got.type,
+          response: {
+            authenticatorData: b64(got.response.authenticatorData),
+            clientDataJSON: b64(got.response.clientDataJSON),
+            signature: b64(got.response.signature),
+            userHandle: got.response.userHandle ? b64(got.response.userHandle) : null,
+          },
+          clientExtensionResults: {},
+        },
+      });
+      const me = await fetch("/auth/me", { headers: { authorization: `Bearer ${login.body.access_token}` } });
+      const list = await fetch("/auth/webauthn/credentials", {
+        headers: { authorization: `Bearer ${login.body.access_token}` },
+      });
+      return {
+        registered: [reg.status, start.status, finish.status, finish.body.name],
+        residentKey: pk.authenticatorSelection?.residentKey,
+        logout: logout.status,
+        loginStart: [ls.status, (rk.allowCredentials ?? []).length],
+        login: [login.status, login.body.user?.email],
+        me: (await me.json()).email,
+        used: (await list.json()).credentials.map((c) => [c.name, c.last_used_at !== null]),
+      };
+    },
+    { email, password: PASSWORD },
+  );
+  assert.deepEqual(out, {
+    registered: [201, 200, 201, "Chromium virtual authenticator"],
+    residentKey: "required",
+    logout: 200,
+    loginStart: [200, 0],
+    login: [200, email],
+    me: email,
+    used: [["Chromium virtual authenticator", true]],
+  });
+  // The authenticator holds one discoverable credential for this RP, used once.
+  const { credentials } = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+  assert.equal(credentials.length, 1);
+  assert.equal(credentials[0].isResidentCredential, true);
+  assert.equal(credentials[0].rpId, "localhost");
+  assert.ok(credentials[0].signCount >= 1, JSON.stringify(credentials[0].signCount));
+  await shot(page, "10-passkey-signed-in");
+  await context.close();
+}
+
+/** The hosted page with a virtual authenticator: add a passkey, use it as the second step after
+ * the password, then passwordless; remove it. */
+async function hostedPasskeys({ passkey }) {
+  const context = await newContext();
+  const page = await context.newPage();
+  const cdp = await context.newCDPSession(page);
+  await cdp.send("WebAuthn.enable");
+  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
+    options: {
+      protocol: "ctap2",
+      transport: "internal",
+      hasResidentKey: true,
+      hasUserVerification: true,
+      isUserVerified: true,
+      automaticPresenceSimulation: true,
+    },
+  });
+  const email = "hosted-passkey@example.com";
+  assert.equal((await api(passkey, "/register", { email, password: PASSWORD })).status, 201);
+  await page.goto(`${passkey.origin}/ui/`);
+  await field(page, "Email").fill(email);
+  await field(page, "Password").fill(PASSWORD);
+  await page.keyboard.press("Enter");
+  await page.locator("#mfa-state", { hasText: /^Off:/ }).waitFor();
+  await page.getByRole("button", { name: "Add a passkey on this device" }).click();
+  await page.locator("#status", { hasText: "Passkey added" }).waitFor();
+  await page.locator("#passkeys li").first().waitFor();
+  assert.equal(await page.locator("#passkeys li").count(), 1);
+  await page.locator("#mfa-state", { hasText: "a passkey" }).waitFor();
+  await shot(page, "11-hosted-passkey-added");
+
+  // The password alone is no longer enough: the second step offers the passkey.
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await field(page, "Email").fill(email);
+  await field(page, "Password").fill(PASSWORD);
+  await page.keyboard.press("Enter");
+  await page.getByRole("heading", { name: "Two-step verification" }).waitFor();
+  await page.getByRole("button", { name: "Use a passkey instead" }).click();
+  await page.locator("#me-email", { hasText: email }).waitFor();
+
+  // Passwordless: no email, no password.
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByRole("heading", { name: "Sign in" }).waitFor();
+  await page.getByRole("button", { name: "Sign in with a passkey" }).click();
+  await page.locator("#me-email", { hasText: email }).waitFor();
+  await page.locator("#passkeys li", { hasText: "last used" }).waitFor();
+
+  // Removed: the next password sign-in is one step again.
+  await page.getByRole("button", { name: /^Remove passkey/ }).click();
+  await page.locator("#status", { hasText: "Passkey removed" }).waitFor();
+  await page.locator("#mfa-state", { hasText: /^Off:/ }).waitFor();
+  const plain = await api(passkey, "/login", { email, password: PASSWORD });
+  assert.equal(typeof plain.body.access_token, "string", JSON.stringify(plain.body));
+  const { credentials } = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+  assert.equal(credentials.length, 1, "the authenticator keeps its copy; the server no longer accepts it");
+  await context.close();
+}
+
 // ---------------------------------------------------------------- main
 
 const tests = [
   ["the hosted page: sign up, sessions and revoke, verify email, forgot and reset password", hostedPageFlow],
+  ["the hosted page: TOTP with QR code and recovery codes, two-step sign-in, turned off again", hostedTotp],
   ["a page on another origin uses the client across CORS; an unlisted origin cannot", crossOrigin],
   ["cookie mode: HttpOnly refresh cookie, CSRF header required and sent, reload and two tabs", cookieMode],
   ["two tabs refreshing at the same moment: one refresh, no theft (control without the lock: theft)", twoTabsRefreshOnce],
+  ["passkeys: register with a virtual authenticator, sign out, sign in with the passkey alone", passkeys],
+  ["the hosted page with passkeys: add one, second step after the password, passwordless, remove", hostedPasskeys],
 ];
 
 let failed = 0;
@@ -522,8 +777,20 @@ try {
     { TOKEN_TRANSPORT: "cookie", ENABLE_CSRF_PROTECTION: "true", REFRESH_REUSE_GRACE_SECONDS: "0" },
     await freePort(),
   );
+  const passkeyPort = await freePort();
+  const passkey = await startAuth(
+    "passkey",
+    {
+      TOKEN_TRANSPORT: "json",
+      WEBAUTHN_RP_ID: "localhost",
+      WEBAUTHN_ORIGIN: `http://localhost:${passkeyPort}`,
+      WEBAUTHN_PASSWORDLESS: "true",
+    },
+    passkeyPort,
+    "localhost",
+  );
   browser = await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true, args: FLAGS });
-  const env = { json, cookie, app: appServer, stranger };
+  const env = { json, cookie, app: appServer, stranger, passkey };
   for (const [name, fn] of tests) {
     const t0 = Date.now();
     const before = problems.length;

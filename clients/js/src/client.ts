@@ -16,6 +16,7 @@
  */
 import { FraiseAuthError, errorFromResponse, isAuthError } from "./errors.js";
 import { type CrossTabLock, webLocks } from "./lock.js";
+import { type CeremonyStart, createCredential, getAssertion } from "./passkeys.js";
 import { type StoredTokens, type TokenStorage, memoryStorage, readCookie } from "./storage.js";
 
 export interface User {
@@ -27,6 +28,10 @@ export interface User {
   metadata: Record<string, unknown>;
   is_active: boolean;
   email_verified: boolean;
+  /** Whether a second factor is enrolled (logins then take a second step). */
+  mfa_enabled: boolean;
+  /** `totp`, `webauthn`. */
+  mfa_methods: string[];
   created_at: string;
   updated_at: string;
 }
@@ -38,6 +43,13 @@ export interface Session {
   created_at: string;
   last_active: string;
   is_current: boolean;
+}
+
+export interface Passkey {
+  id: string;
+  name: string;
+  created_at: string;
+  last_used_at: string | null;
 }
 
 export interface FraiseAuthOptions {
@@ -145,8 +157,60 @@ export class FraiseAuth {
     return this.signIn("/register", body);
   }
 
+  /**
+   * Signs in. For an account with a second factor this rejects with a `FraiseAuthError` whose
+   * code is `MFA_CHALLENGE` and whose `mfa` holds the token for `verifyMfa` (no session yet).
+   */
   async login(body: { email: string; password: string }): Promise<User> {
     return this.signIn("/login", body);
+  }
+
+  /** The second step of a login: a TOTP code or a recovery code for the challenge's token. */
+  async verifyMfa(mfaToken: string, code: string): Promise<User> {
+    return this.signIn("/mfa/verify", { mfa_token: mfaToken, code });
+  }
+
+  /** Starts TOTP enrollment: the secret, its `otpauth://` URI and a QR code (SVG text). */
+  setupTotp(): Promise<{ secret: string; otpauth_uri: string; qr_svg: string }> {
+    return this.authed("POST", "/mfa/totp/setup", {});
+  }
+
+  /** Turns TOTP on with the first code; resolves to the ten recovery codes (shown once). */
+  async confirmTotp(code: string): Promise<string[]> {
+    return (await this.authed<{ recovery_codes: string[] }>("POST", "/mfa/totp/confirm", { code })).recovery_codes;
+  }
+
+  /** Creates a passkey on this device for the signed-in user (the browser asks the user). */
+  async registerPasskey(name?: string): Promise<Passkey> {
+    const start = await this.authed<CeremonyStart>("POST", "/webauthn/register/start", {});
+    const credential = await createCredential(start);
+    const body: Json = { ceremony_id: start.ceremony_id, credential };
+    if (name) body.name = name;
+    return this.authed("POST", "/webauthn/register/finish", body);
+  }
+
+  async passkeys(): Promise<Passkey[]> {
+    return (await this.authed<{ credentials: Passkey[] }>("GET", "/webauthn/credentials")).credentials;
+  }
+
+  async removePasskey(id: string): Promise<void> {
+    await this.authed("DELETE", `/webauthn/credentials/${encodeURIComponent(id)}`);
+  }
+
+  /**
+   * Signs in with a passkey: with `mfaToken` as the second step of a login that answered
+   * `MFA_CHALLENGE`, without it passwordless (when the server allows it).
+   */
+  async signInWithPasskey(mfaToken?: string): Promise<User> {
+    const hint: Json = mfaToken ? { mfa_token: mfaToken } : {};
+    const start = await this.send<CeremonyStart>("POST", "/webauthn/login/start", hint);
+    const credential = await getAssertion(start);
+    return this.signIn("/webauthn/login/finish", { ...hint, ceremony_id: start.ceremony_id, credential });
+  }
+
+  /** Turns TOTP off, given a current code (or a recovery code) or the password. */
+  async disableTotp(proof: { code: string } | { password: string }): Promise<void> {
+    await this.authed("DELETE", "/mfa/totp", proof);
   }
 
   /** Ends this session (`all`: every session of the user) and forgets the tokens, whatever happens. */
@@ -217,9 +281,18 @@ export class FraiseAuth {
   // ---- internals
 
   private async signIn(path: string, body: Json): Promise<User> {
-    const res = await this.send<TokenResponse & { user: User }>("POST", path, body);
-    this.store(this.tokensOf(res));
-    return res.user;
+    const res = await this.send<
+      (TokenResponse & { user: User }) | { mfa_required: true; mfa_token: string; methods: string[]; expires_at: string }
+    >("POST", path, body);
+    if ("mfa_required" in res && res.mfa_required) {
+      throw new FraiseAuthError("MFA_CHALLENGE", "a second factor is needed to finish signing in", {
+        status: 200,
+        mfa: { token: res.mfa_token, methods: res.methods, expiresAt: Date.parse(res.expires_at) },
+      });
+    }
+    const done = res as TokenResponse & { user: User };
+    this.store(this.tokensOf(done));
+    return done.user;
   }
 
   /** A bearer call; refreshes first when the token is (nearly) expired, and once more on a 401. */

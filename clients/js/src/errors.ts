@@ -3,11 +3,31 @@
  * server envelope's `detail.code` (`INVALID_CREDENTIALS`, `TOKEN_THEFT_DETECTED`, ...), or one of
  * the client's own codes: `NETWORK_ERROR` (no response: offline, DNS, CORS refusal),
  * `NOT_SIGNED_IN` (a call that needs a session when there is none), `BAD_RESPONSE` (a response
- * that is not the server's JSON).
+ * that is not the server's JSON), `MFA_CHALLENGE` (see `login`), `PASSKEYS_UNSUPPORTED` and
+ * `PASSKEY_CANCELLED` (the browser cannot, or the user did not, complete a passkey ceremony).
  */
 
-/** Codes the client itself produces (no server response carries them). */
-export type ClientErrorCode = "NETWORK_ERROR" | "NOT_SIGNED_IN" | "BAD_RESPONSE";
+/**
+ * Codes the client itself produces (no server response carries them). `MFA_CHALLENGE`: the
+ * password was right and the account has a second factor; the error's `mfa` says how to finish
+ * (`verifyMfa`).
+ */
+export type ClientErrorCode =
+  | "NETWORK_ERROR"
+  | "NOT_SIGNED_IN"
+  | "BAD_RESPONSE"
+  | "MFA_CHALLENGE"
+  | "PASSKEYS_UNSUPPORTED"
+  | "PASSKEY_CANCELLED";
+
+/** The second step a login asks for: pass `token` to `verifyMfa` with a code. */
+export interface MfaChallenge {
+  token: string;
+  /** `totp`, `recovery_code`, `webauthn`. */
+  methods: string[];
+  /** Milliseconds since the epoch; the token also dies after five wrong codes. */
+  expiresAt: number;
+}
 
 /** Codes the server documents (API.md); `string` keeps newer server codes usable. */
 export type ServerErrorCode =
@@ -28,6 +48,11 @@ export type ServerErrorCode =
   | "CANNOT_REVOKE_CURRENT_SESSION"
   | "CSRF_FAILED"
   | "TENANT_NOT_FOUND"
+  | "MFA_REQUIRED"
+  | "INVALID_MFA_CODE"
+  | "MFA_TOKEN_EXPIRED"
+  | "PASSKEYS_DISABLED"
+  | "CREDENTIAL_NOT_FOUND"
   | "SERVICE_UNAVAILABLE"
   | "INTERNAL_ERROR";
 
@@ -43,11 +68,20 @@ export class FraiseAuthError extends Error {
   readonly retryAfter?: number;
   /** The server's `X-Request-Id`, to quote in a bug report. */
   readonly requestId?: string;
+  /** With `MFA_CHALLENGE`: the second step to complete. */
+  readonly mfa?: MfaChallenge;
 
   constructor(
     code: ErrorCode,
     message: string,
-    init: { status?: number; field?: string; retryAfter?: number; requestId?: string; cause?: unknown } = {},
+    init: {
+      status?: number;
+      field?: string;
+      retryAfter?: number;
+      requestId?: string;
+      cause?: unknown;
+      mfa?: MfaChallenge;
+    } = {},
   ) {
     super(message);
     this.name = "FraiseAuthError";
@@ -56,6 +90,7 @@ export class FraiseAuthError extends Error {
     if (init.field !== undefined) this.field = init.field;
     if (init.retryAfter !== undefined) this.retryAfter = init.retryAfter;
     if (init.requestId !== undefined) this.requestId = init.requestId;
+    if (init.mfa !== undefined) this.mfa = init.mfa;
     if (init.cause !== undefined) (this as { cause?: unknown }).cause = init.cause;
   }
 }

@@ -8,8 +8,16 @@
  * const me = await auth.me(); // refreshes first when the access token has expired
  * ```
  */
-export { FraiseAuth, type FraiseAuthOptions, type Session, type User } from "./client.js";
-export { FraiseAuthError, isAuthError, type ErrorCode, type ServerErrorCode, type ClientErrorCode } from "./errors.js";
+export { FraiseAuth, type FraiseAuthOptions, type Passkey, type Session, type User } from "./client.js";
+export { fromBase64Url, toBase64Url } from "./passkeys.js";
+export {
+  FraiseAuthError,
+  isAuthError,
+  type ErrorCode,
+  type ServerErrorCode,
+  type ClientErrorCode,
+  type MfaChallenge,
+} from "./errors.js";
 export { type CrossTabLock, localLock, webLocks } from "./lock.js";
 export {
   type KeyValueStore,

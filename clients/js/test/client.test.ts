@@ -128,6 +128,22 @@ describe("single-flight refresh", () => {
   });
 });
 
+describe("second factor", () => {
+  it("login answers MFA_CHALLENGE with the token; verifyMfa finishes and stores the session", async () => {
+    const server = fakeServer({ mfa: true });
+    const auth = new FraiseAuth({ fetch: server.fetch, lock: false });
+    const err = await auth.login(creds).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "MFA_CHALLENGE", mfa: { token: "m1", methods: ["totp", "recovery_code"] } });
+    expect(auth.isSignedIn()).toBe(false);
+    await expect(auth.verifyMfa("m1", "000000")).rejects.toMatchObject({ code: "INVALID_MFA_CODE", status: 401 });
+    expect(auth.isSignedIn()).toBe(false);
+    const user = await auth.verifyMfa((err as FraiseAuthError).mfa?.token ?? "", "123456");
+    expect(user.email).toBe("a@example.com");
+    expect(auth.isSignedIn()).toBe(true);
+    await expect(auth.me()).resolves.toMatchObject({ email: "a@example.com" });
+  });
+});
+
 describe("errors", () => {
   it("carry the envelope's code, message, field and request id", async () => {
     const auth = new FraiseAuth({ fetch: fakeServer().fetch, lock: false });
@@ -241,5 +257,33 @@ describe("storage and logout", () => {
     expect(call?.body).toEqual({ refresh_token: "r1", all: true });
     expect(call?.headers.authorization).toBe("Bearer a1");
     expect(auth.isSignedIn()).toBe(false);
+  });
+});
+
+describe("passkey glue", () => {
+  it("base64url round-trips every byte value, without padding", async () => {
+    const { fromBase64Url, toBase64Url } = await import("../src/index.js");
+    const all = new Uint8Array(256).map((_, i) => i);
+    const text = toBase64Url(all);
+    expect(text).not.toMatch(/[+/=]/);
+    expect(Array.from(fromBase64Url(text))).toEqual(Array.from(all));
+    expect(toBase64Url(new Uint8Array([0xfb, 0xff]))).toBe("-_8");
+    expect(Array.from(fromBase64Url("-_8"))).toEqual([0xfb, 0xff]);
+  });
+
+  it("without WebAuthn in the environment a passkey sign-in says PASSKEYS_UNSUPPORTED", async () => {
+    const server = fakeServer();
+    const original = server.fetch;
+    const fetch = (async (input: RequestInfo | URL, init?: RequestInit) => {
+      if (String(input).endsWith("/webauthn/login/start")) {
+        return new Response(JSON.stringify({ ceremony_id: "c1", options: { publicKey: { challenge: "AA" } } }), {
+          status: 200,
+          headers: { "content-type": "application/json" },
+        });
+      }
+      return original(input, init);
+    }) as typeof globalThis.fetch;
+    const auth = new FraiseAuth({ fetch, lock: false });
+    await expect(auth.signInWithPasskey()).rejects.toMatchObject({ code: "PASSKEYS_UNSUPPORTED" });
   });
 });

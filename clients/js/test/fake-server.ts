@@ -7,7 +7,7 @@ export interface Call {
   credentials?: RequestCredentials;
 }
 
-export function fakeServer(opts: { transport?: "body" | "cookie" } = {}) {
+export function fakeServer(opts: { transport?: "body" | "cookie"; mfa?: boolean } = {}) {
   const transport = opts.transport ?? "body";
   const calls: Call[] = [];
   let counter = 1;
@@ -35,6 +35,11 @@ export function fakeServer(opts: { transport?: "body" | "cookie" } = {}) {
     await new Promise((r) => setTimeout(r, 5));
     switch (`${init.method} ${url.pathname}`) {
       case "POST /auth/login":
+        if (opts.mfa) return json(200, { mfa_required: true, mfa_token: "m1", methods: ["totp", "recovery_code"], expires_at: expiresAt() });
+        return json(200, { user, ...tokens() });
+      case "POST /auth/mfa/verify":
+        if (body?.mfa_token !== "m1") return error(401, "MFA_TOKEN_EXPIRED");
+        if (body?.code !== "123456") return error(401, "INVALID_MFA_CODE");
         return json(200, { user, ...tokens() });
       case "POST /auth/refresh": {
         if (revoked) return error(401, "INVALID_TOKEN");

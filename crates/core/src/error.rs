@@ -50,9 +50,24 @@ pub enum AuthError {
     /// The password-hashing queue is full: try again later.
     #[error("password hashing queue is full")]
     Busy { retry_after: Duration },
+    /// `REQUIRE_MFA` is on and the caller has no second factor yet: only the MFA routes work.
+    #[error("multi-factor authentication must be set up first")]
+    MfaRequired,
+    /// A wrong TOTP code, recovery code or passkey assertion.
+    #[error("invalid MFA code")]
+    InvalidMfaCode,
+    /// The login's `mfa_token` is unknown, expired, used, or has spent its tries.
+    #[error("MFA token expired")]
+    MfaTokenExpired,
     /// Tenancy is on and the named tenant does not exist.
     #[error("tenant not found")]
     TenantNotFound,
+    /// Passkeys are not configured (`WEBAUTHN_RP_ID`, `WEBAUTHN_ORIGIN` unset).
+    #[error("passkeys are not enabled")]
+    PasskeysDisabled,
+    /// Not one of the caller's passkeys.
+    #[error("passkey not found")]
+    CredentialNotFound,
     /// A dependency (the database) cannot be reached right now.
     #[error("service unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -11,6 +11,7 @@
 //! | [`email`] | the [`Email`] newtype: trimmed, lower-cased, validated once |
 //! | [`password`] | the password policy, Argon2id/bcrypt hashing and the bounded hashing pool |
 //! | [`tokens`] | JWT access tokens and HMAC-authenticated opaque refresh tokens |
+//! | [`mfa`] | TOTP, recovery codes, sealed TOTP secrets and the login's `mfa_token` |
 //! | [`model`] | users, sessions and audit events as the service sees them |
 //! | [`store`] | the narrow async storage traits the backends implement |
 //! | [`tenant`] | tenant names, the tenant directory trait and the per-tenant services |
@@ -21,6 +22,7 @@ pub mod clock;
 pub mod email;
 pub mod error;
 pub mod mail;
+pub mod mfa;
 pub mod model;
 pub mod password;
 pub mod service;

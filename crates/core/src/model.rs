@@ -7,6 +7,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::email::Email;
+use crate::mfa::MfaMethods;
 
 /// An account. `Debug` leaves the password hash out.
 #[derive(Clone, PartialEq)]
@@ -21,6 +22,8 @@ pub struct User {
     pub metadata: Value,
     pub is_active: bool,
     pub email_verified: bool,
+    /// The second factors enrolled (`tb_user.mfa_methods`).
+    pub mfa: MfaMethods,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -32,6 +35,7 @@ impl fmt::Debug for User {
             .field("email", &self.email)
             .field("is_active", &self.is_active)
             .field("email_verified", &self.email_verified)
+            .field("mfa", &self.mfa)
             .finish_non_exhaustive()
     }
 }

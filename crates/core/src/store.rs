@@ -23,8 +23,9 @@ pub trait UserStore: Send + Sync {
     async fn set_active(&self, id: Uuid, active: bool, now: DateTime<Utc>) -> Result<bool, StoreError>;
 
     /// Replaces the password hash and, in the same transaction, revokes every live session of
-    /// the user except `keep` and voids the user's outstanding password-reset tokens. Returns how
-    /// many sessions were revoked.
+    /// the user except `keep`, voids the user's outstanding password-reset tokens and pending
+    /// logins' `mfa_token`s, and forgets the wrong second factors. Returns how many sessions were
+    /// revoked.
     async fn set_password(
         &self,
         id: Uuid,
@@ -211,6 +212,204 @@ pub trait LoginFailureStore: Send + Sync {
     async fn clear_failures(&self, email: &str, client: Option<&str>, now: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
+/// A user's TOTP enrollment: the sealed secret, whether it is confirmed, and the last step a code
+/// was accepted for (the replay guard).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TotpRecord {
+    pub sealed_secret: Vec<u8>,
+    pub confirmed: bool,
+    pub last_step: i64,
+}
+
+/// Second factors: TOTP enrollments, recovery codes (SHA-256 only) and the login's `mfa_token`
+/// challenges (SHA-256 only). Every write that changes whether a user has TOTP also updates the
+/// user's `mfa_methods` bits, in the same transaction.
+#[async_trait]
+pub trait MfaStore: Send + Sync {
+    /// Stores a new, unconfirmed TOTP secret, replacing an unconfirmed one; `false` (nothing
+    /// changed) if the user already has a confirmed one or does not exist.
+    async fn put_pending_totp(&self, user: Uuid, sealed: &[u8], now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    async fn totp(&self, user: Uuid) -> Result<Option<TotpRecord>, StoreError>;
+
+    /// Confirms the pending secret `sealed` (still the one stored: a setup in between wins),
+    /// records `step` as used, replaces the recovery codes with `recovery` and sets the TOTP bit,
+    /// in one transaction. `false` if nothing was pending with that secret.
+    async fn confirm_totp(
+        &self,
+        user: Uuid,
+        sealed: &[u8],
+        step: i64,
+        recovery: &[[u8; 32]],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Records that a code of `step` was accepted, if and only if `step` is after the last one
+    /// used and the enrollment is confirmed: of two requests with the same code (any nodes), one
+    /// gets `true`.
+    async fn use_totp_step(&self, user: Uuid, step: i64) -> Result<bool, StoreError>;
+
+    /// Spends one unused recovery code of `user`, atomically; `false` if there is none with
+    /// that hash.
+    async fn use_recovery_code(&self, user: Uuid, hash: &[u8; 32], now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Unused recovery codes of `user`.
+    async fn recovery_codes_left(&self, user: Uuid) -> Result<u32, StoreError>;
+
+    /// Removes the TOTP enrollment (confirmed or not) and the recovery codes, voids pending logins'
+    /// `mfa_token`s, and clears the TOTP bit; `true` if a confirmed enrollment was removed.
+    async fn remove_totp(&self, user: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Removes every second factor of `user` (TOTP, recovery codes, passkeys), clears the bits
+    /// and voids outstanding challenges (support's `user reset-mfa`); `false` if the user does not
+    /// exist.
+    async fn reset_mfa(&self, user: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Counts one wrong second factor of `user` (any client) and returns the new count.
+    async fn add_mfa_failure(&self, user: Uuid, now: DateTime<Utc>) -> Result<i64, StoreError>;
+
+    /// Locks the second step of `user` until `until`.
+    async fn lock_mfa(&self, user: Uuid, until: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// When the second step of `user` is locked until, if that is after `now`.
+    async fn mfa_locked_until(&self, user: Uuid, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Forgets the wrong second factors of `user`.
+    async fn clear_mfa_failures(&self, user: Uuid) -> Result<(), StoreError>;
+
+    /// Replaces the sealed TOTP secret `old` by `new` (the same secret sealed under the current
+    /// key); `false` if the row changed meanwhile.
+    async fn reseal_totp(&self, user: Uuid, old: &[u8], new: &[u8]) -> Result<bool, StoreError>;
+
+    async fn insert_mfa_challenge(
+        &self,
+        hash: &[u8; 32],
+        user: Uuid,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// The user of a live challenge (unused, unexpired, tries left), without taking a try.
+    async fn peek_mfa_challenge(
+        &self,
+        hash: &[u8; 32],
+        now: DateTime<Utc>,
+        max_attempts: i32,
+    ) -> Result<Option<Uuid>, StoreError>;
+
+    /// Takes one try of a live challenge, atomically (`attempts + 1` only while below
+    /// `max_attempts`): concurrent requests cannot get more than `max_attempts` tries in all.
+    async fn take_mfa_attempt(
+        &self,
+        hash: &[u8; 32],
+        now: DateTime<Utc>,
+        max_attempts: i32,
+    ) -> Result<Option<Uuid>, StoreError>;
+
+    /// Marks the challenge used; of two concurrent callers one gets `true`.
+    async fn consume_mfa_challenge(&self, hash: &[u8; 32], now: DateTime<Utc>) -> Result<bool, StoreError>;
+}
+
+/// A registered passkey, as stored. `passkey` is the crate's serialized credential (JSON), opaque
+/// to the backends.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasskeyRecord {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    /// The authenticator's raw credential id (unique across the tenant).
+    pub credential_id: Vec<u8>,
+    pub passkey: String,
+    pub name: String,
+    /// The authenticator's signature counter as last seen (0 for authenticators without one).
+    pub sign_count: i64,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// Leaves the key material out.
+impl std::fmt::Debug for PasskeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasskeyRecord")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which WebAuthn ceremony a stored state belongs to; a state is only ever taken back by a finish
+/// of the same kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CeremonyKind {
+    /// Registering a passkey (bearer).
+    Register,
+    /// A passkey as the second factor of a login (`mfa_token`).
+    Login,
+    /// A passwordless login with a discoverable passkey: no user until the assertion names one.
+    Passwordless,
+}
+
+impl CeremonyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Register => "register",
+            Self::Login => "login",
+            Self::Passwordless => "passwordless",
+        }
+    }
+}
+
+/// Passkeys (WebAuthn credentials) and the state of ceremonies in progress. Every write that
+/// changes whether a user has a passkey also sets or clears the passkey bit of the user's
+/// `mfa_methods`, in the same transaction.
+#[async_trait]
+pub trait PasskeyStore: Send + Sync {
+    /// Inserts a passkey and sets the user's passkey bit; [`StoreError::Conflict`] when the
+    /// credential id is registered already (to anyone).
+    async fn insert_passkey(&self, passkey: PasskeyRecord) -> Result<(), StoreError>;
+
+    /// The user's passkeys, oldest first.
+    async fn passkeys(&self, user: Uuid) -> Result<Vec<PasskeyRecord>, StoreError>;
+
+    async fn passkey_by_credential_id(&self, credential_id: &[u8]) -> Result<Option<PasskeyRecord>, StoreError>;
+
+    /// Deletes passkey `id` only if it belongs to `user`, and clears the user's passkey bit when
+    /// it was the last one; `false` if there was no such passkey of this user.
+    async fn delete_passkey(&self, user: Uuid, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Records a successful use: the new serialized credential and counter, `last_used_at = now`,
+    /// if and only if the stored counter is still `seen_count` (two concurrent uses of one
+    /// assertion or of a cloned key cannot both pass). `false` when it moved meanwhile.
+    async fn record_passkey_use(
+        &self,
+        id: Uuid,
+        passkey: &str,
+        seen_count: i64,
+        sign_count: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Stores a ceremony's state until `expires_at` (and deletes ceremonies expired at `now`).
+    async fn insert_ceremony(
+        &self,
+        id: Uuid,
+        kind: CeremonyKind,
+        user: Option<Uuid>,
+        state: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Takes a live ceremony of `kind` back, atomically and once: of two concurrent finishes only
+    /// one gets the state. Returns its user and state.
+    async fn take_ceremony(
+        &self,
+        id: Uuid,
+        kind: CeremonyKind,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Option<Uuid>, String)>, StoreError>;
+}
+
 /// Which audit rows to list.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -239,8 +438,8 @@ pub struct CleanupReport {
 /// may run it at once (PostgreSQL skips rows another node has locked).
 #[async_trait]
 pub trait Maintenance: Send + Sync {
-    /// Deletes sessions revoked or expired before `sessions_before`, single-use tokens expired
-    /// before `now`, and audit rows older than `audit_before`, `batch` rows per statement.
+    /// Deletes sessions revoked or expired before `sessions_before`, single-use tokens and MFA
+    /// challenges expired before `now`, and audit rows older than `audit_before`, `batch` rows per statement.
     async fn cleanup(
         &self,
         now: DateTime<Utc>,
@@ -274,11 +473,27 @@ pub struct PoolUsage {
 
 /// Everything the service needs from storage.
 pub trait Store:
-    UserStore + SessionStore + OneTimeTokenStore + LoginFailureStore + AuditStore + Maintenance + StoreHealth
+    UserStore
+    + SessionStore
+    + OneTimeTokenStore
+    + LoginFailureStore
+    + MfaStore
+    + PasskeyStore
+    + AuditStore
+    + Maintenance
+    + StoreHealth
 {
 }
 
 impl<T> Store for T where
-    T: UserStore + SessionStore + OneTimeTokenStore + LoginFailureStore + AuditStore + Maintenance + StoreHealth
+    T: UserStore
+        + SessionStore
+        + OneTimeTokenStore
+        + LoginFailureStore
+        + MfaStore
+        + PasskeyStore
+        + AuditStore
+        + Maintenance
+        + StoreHealth
 {
 }

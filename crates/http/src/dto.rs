@@ -52,6 +52,11 @@ pub struct UserBody {
     pub metadata: serde_json::Value,
     pub is_active: bool,
     pub email_verified: bool,
+    /// Whether a second factor is enrolled (then login answers with an `mfa_token`).
+    pub mfa_enabled: bool,
+    /// The second factors enrolled: `totp`, `webauthn`.
+    #[schema(example = json!(["totp"]))]
+    pub mfa_methods: Vec<&'static str>,
     #[serde(serialize_with = "rfc3339_ms")]
     #[schema(example = "2025-01-22T10:00:00.000Z")]
     pub created_at: DateTime<Utc>,
@@ -70,6 +75,8 @@ impl From<&User> for UserBody {
             metadata: u.metadata.clone(),
             is_active: u.is_active,
             email_verified: u.email_verified,
+            mfa_enabled: u.mfa.is_enabled(),
+            mfa_methods: u.mfa.names(),
             created_at: u.created_at,
             updated_at: u.updated_at,
         }
@@ -303,5 +310,94 @@ mod tests {
         let p: PatchMeRequest = serde_json::from_str(r#"{"metadata": {}}"#).unwrap_or_default();
         assert_eq!(p.name, None);
         assert!(serde_json::from_str::<PatchMeRequest>(r#"{"roles": ["admin"]}"#).is_err());
+    }
+}
+
+/// What `POST /auth/login` answers: a session, or (second factor enrolled) an `mfa_token`.
+/// For the OpenAPI document only: the handler writes one or the other.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum LoginBody {
+    Session(Box<AuthBody>),
+    MfaRequired(MfaRequiredBody),
+}
+
+/// A login whose password was right, for a user with a second factor: no session yet.
+#[derive(Serialize, ToSchema)]
+pub struct MfaRequiredBody {
+    /// Always `true`.
+    pub mfa_required: bool,
+    /// For `POST /auth/mfa/verify` (or a passkey): single use, 5 minutes, 5 tries.
+    pub mfa_token: String,
+    /// What the second step accepts: `totp`, `recovery_code`, `webauthn`.
+    #[schema(example = json!(["totp", "recovery_code"]))]
+    pub methods: Vec<&'static str>,
+    #[serde(serialize_with = "rfc3339_ms")]
+    pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for MfaRequiredBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MfaRequiredBody").field("methods", &self.methods).finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct MfaVerifyRequest {
+    pub mfa_token: String,
+    /// A six-digit TOTP code, or a recovery code (`xxxx-xxxx-xxxx-xxxx`, any case, dashes optional).
+    #[schema(example = "123456")]
+    pub code: String,
+}
+
+impl std::fmt::Debug for MfaVerifyRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MfaVerifyRequest").finish_non_exhaustive()
+    }
+}
+
+/// A new TOTP secret: shown once; enter it (or scan the QR code) in an authenticator app, then
+/// confirm with the first code.
+#[derive(Serialize, ToSchema)]
+pub struct TotpSetupBody {
+    /// Base32, no padding.
+    pub secret: String,
+    #[schema(example = "otpauth://totp/fraise-auth:ada%40example.com?secret=JBSWY3DPEHPK3PXP&issuer=fraise-auth")]
+    pub otpauth_uri: String,
+    /// The URI as a QR code: an SVG document.
+    pub qr_svg: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct TotpCodeRequest {
+    #[schema(example = "123456")]
+    pub code: String,
+}
+
+impl std::fmt::Debug for TotpCodeRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TotpCodeRequest").finish_non_exhaustive()
+    }
+}
+
+/// TOTP is on: the recovery codes, shown this once (stored hashed).
+#[derive(Serialize, ToSchema)]
+pub struct RecoveryCodesBody {
+    pub recovery_codes: Vec<String>,
+}
+
+/// Proof for removing TOTP: a current code (or a recovery code), or the password.
+#[derive(Default, Deserialize, ToSchema)]
+pub struct RemoveTotpRequest {
+    #[serde(default)]
+    pub code: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for RemoveTotpRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoveTotpRequest").finish_non_exhaustive()
     }
 }

@@ -57,6 +57,15 @@ pub const CODES: &[(&str, u16, &str)] = &[
     ("CSRF_FAILED", 403, "CSRF protection is on and X-CSRF-Token is missing or differs from the csrf_token cookie"),
     ("TENANT_NOT_FOUND", 404, "The named tenant does not exist"),
     (
+        "MFA_REQUIRED",
+        403,
+        "REQUIRE_MFA is on and the caller has not enrolled a second factor: only the MFA routes work",
+    ),
+    ("INVALID_MFA_CODE", 401, "Wrong TOTP code, recovery code or passkey assertion"),
+    ("MFA_TOKEN_EXPIRED", 401, "The login's mfa_token is expired, already used, or has spent its tries"),
+    ("CREDENTIAL_NOT_FOUND", 404, "Not one of the caller's passkeys"),
+    ("PASSKEYS_DISABLED", 404, "Passkeys are not configured on this server (WEBAUTHN_RP_ID, WEBAUTHN_ORIGIN)"),
+    (
         "SERVICE_UNAVAILABLE",
         503,
         "Database unreachable, hashing queue full, or the server at capacity; see Retry-After",
@@ -160,6 +169,12 @@ pub fn status_and_code(e: &AuthError) -> (StatusCode, &'static str) {
         AuthError::WeakPassword(_) => (StatusCode::BAD_REQUEST, "WEAK_PASSWORD"),
         AuthError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
         AuthError::TenantNotFound => (StatusCode::NOT_FOUND, "TENANT_NOT_FOUND"),
+        AuthError::MfaRequired => (StatusCode::FORBIDDEN, "MFA_REQUIRED"),
+        AuthError::InvalidMfaCode => (StatusCode::UNAUTHORIZED, "INVALID_MFA_CODE"),
+        AuthError::MfaTokenExpired => (StatusCode::UNAUTHORIZED, "MFA_TOKEN_EXPIRED"),
+        // Not configured: 404 like an absent route, with a code of its own that says why.
+        AuthError::PasskeysDisabled => (StatusCode::NOT_FOUND, "PASSKEYS_DISABLED"),
+        AuthError::CredentialNotFound => (StatusCode::NOT_FOUND, "CREDENTIAL_NOT_FOUND"),
         AuthError::Busy { .. } | AuthError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
         AuthError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
     }
@@ -209,6 +224,11 @@ impl From<AuthError> for ApiError {
                 "Too many requests. Try again later.".into()
             }
             AuthError::TenantNotFound => "Tenant not found".into(),
+            AuthError::MfaRequired => "Multi-factor authentication must be set up first (/auth/mfa/totp/setup)".into(),
+            AuthError::InvalidMfaCode => "Invalid MFA code".into(),
+            AuthError::MfaTokenExpired => "MFA token is invalid, expired or used up; log in again".into(),
+            AuthError::PasskeysDisabled => "Passkeys are not enabled on this server".into(),
+            AuthError::CredentialNotFound => "Passkey not found".into(),
             AuthError::Busy { retry_after } => {
                 out.retry_after = Some(*retry_after);
                 "Server is busy. Try again shortly.".into()
@@ -273,6 +293,11 @@ mod tests {
             (AuthError::WeakPassword("x".into()), 400, "WEAK_PASSWORD"),
             (AuthError::RateLimited { retry_after: Duration::from_secs(9) }, 429, "RATE_LIMITED"),
             (AuthError::TenantNotFound, 404, "TENANT_NOT_FOUND"),
+            (AuthError::MfaRequired, 403, "MFA_REQUIRED"),
+            (AuthError::InvalidMfaCode, 401, "INVALID_MFA_CODE"),
+            (AuthError::MfaTokenExpired, 401, "MFA_TOKEN_EXPIRED"),
+            (AuthError::PasskeysDisabled, 404, "PASSKEYS_DISABLED"),
+            (AuthError::CredentialNotFound, 404, "CREDENTIAL_NOT_FOUND"),
             (AuthError::Busy { retry_after: Duration::from_secs(1) }, 503, "SERVICE_UNAVAILABLE"),
             (AuthError::Unavailable("db down".into()), 503, "SERVICE_UNAVAILABLE"),
             (AuthError::Internal("bug".into()), 500, "INTERNAL_ERROR"),
@@ -303,6 +328,11 @@ mod tests {
             AuthError::WeakPassword("x".into()),
             AuthError::RateLimited { retry_after: Duration::from_secs(9) },
             AuthError::TenantNotFound,
+            AuthError::MfaRequired,
+            AuthError::InvalidMfaCode,
+            AuthError::MfaTokenExpired,
+            AuthError::PasskeysDisabled,
+            AuthError::CredentialNotFound,
             AuthError::Busy { retry_after: Duration::from_secs(1) },
             AuthError::Unavailable("x".into()),
             AuthError::Internal("x".into()),

@@ -187,8 +187,8 @@ where
 }
 
 /// The authenticated caller: a valid access token whose session is live and whose user is active.
-/// Rejects with 401 UNAUTHORIZED (no or malformed header), 401 INVALID_TOKEN / TOKEN_EXPIRED, or
-/// 403 ACCOUNT_DISABLED.
+/// Rejects with 401 UNAUTHORIZED (no or malformed header), 401 INVALID_TOKEN / TOKEN_EXPIRED,
+/// 403 ACCOUNT_DISABLED, or (`REQUIRE_MFA` and no second factor yet) 403 MFA_REQUIRED.
 #[derive(Debug, Clone)]
 pub struct AuthUser(pub Principal);
 
@@ -201,7 +201,28 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let token = bearer(parts)?.ok_or(AuthError::Unauthorized)?;
-        Ok(AuthUser(service(parts, state).authenticate(token).await?))
+        let auth = service(parts, state);
+        let p = auth.authenticate(token).await?;
+        auth.enrolled_enough(&p)?;
+        Ok(AuthUser(p))
+    }
+}
+
+/// Like [`AuthUser`] without the `REQUIRE_MFA` check: for the routes that enroll a second factor
+/// (and logout), which must work before there is one.
+#[derive(Debug, Clone)]
+pub struct EnrollingUser(pub Principal);
+
+impl<S> FromRequestParts<S> for EnrollingUser
+where
+    S: Send + Sync,
+    AuthService: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let token = bearer(parts)?.ok_or(AuthError::Unauthorized)?;
+        Ok(EnrollingUser(service(parts, state).authenticate(token).await?))
     }
 }
 

@@ -1,6 +1,8 @@
 //! Rate limits: GCRA per client, in two buckets.
 //!
-//! - `auth`: POST login, register, forgot-password, reset-password (default 5 a minute);
+//! - `auth`: POST login, register, forgot-password, reset-password, change-password, mfa/verify,
+//!   the passkey sign-in (webauthn/login/start, /finish), and DELETE mfa/totp: every route that
+//!   checks a password, a code or a passkey (default 5 a minute);
 //! - `general`: every other route (default 60 a minute); health probes and the hosted page's
 //!   static files (`GET /ui/...`) are never limited.
 //!
@@ -189,10 +191,21 @@ impl Limits {
     /// Fails only for a malformed `REDIS_URL`; connecting happens at first use.
     pub fn new(s: &LimitSettings, auth_prefix: &str) -> Result<Self, String> {
         // change-password checks a password too: without this it would be an unlimited oracle.
-        let auth_paths = ["login", "register", "forgot-password", "reset-password", "change-password"]
-            .iter()
-            .map(|p| format!("{auth_prefix}/{p}"))
-            .collect();
+        // So do the second factor's routes: a code is a guess too; and a passkey sign-in is a login.
+        let auth_paths = [
+            "login",
+            "register",
+            "forgot-password",
+            "reset-password",
+            "change-password",
+            "mfa/verify",
+            "mfa/totp",
+            "webauthn/login/start",
+            "webauthn/login/finish",
+        ]
+        .iter()
+        .map(|p| format!("{auth_prefix}/{p}"))
+        .collect();
         let redis = match &s.redis {
             None => None,
             Some(r) => Some(RedisStore {
@@ -289,7 +302,7 @@ impl Limits {
         if method == Method::GET && crate::ui::is_ui_path(path) {
             return None;
         }
-        if method == Method::POST && self.auth_paths.iter().any(|p| p == path) {
+        if (method == Method::POST || method == Method::DELETE) && self.auth_paths.iter().any(|p| p == path) {
             Some((&self.auth, "auth"))
         } else {
             Some((&self.general, "general"))
@@ -375,6 +388,9 @@ mod tests {
         assert_eq!(l.bucket(&Method::POST, "/auth/login").map(|b| b.0.per_minute), Some(5));
         assert_eq!(l.bucket(&Method::POST, "/auth/forgot-password").map(|b| b.1), Some("auth"));
         assert_eq!(l.bucket(&Method::POST, "/auth/change-password").map(|b| b.1), Some("auth"));
+        assert_eq!(l.bucket(&Method::POST, "/auth/webauthn/login/start").map(|b| b.1), Some("auth"));
+        assert_eq!(l.bucket(&Method::POST, "/auth/webauthn/login/finish").map(|b| b.1), Some("auth"));
+        assert_eq!(l.bucket(&Method::POST, "/auth/webauthn/register/start").map(|b| b.1), Some("general"));
         assert_eq!(l.bucket(&Method::GET, "/auth/login").map(|b| b.0.per_minute), Some(60));
         assert_eq!(l.bucket(&Method::GET, "/auth/me").map(|b| b.1), Some("general"));
         assert!(l.bucket(&Method::GET, "/health/ready").is_none());

@@ -32,7 +32,16 @@ use crate::tenancy::TenantResolution;
 pub const BEARER: &str = "bearer";
 
 /// Codes every bearer-protected route can answer with (the `AuthUser` extractor's).
-pub const BEARER_CODES: &[(u16, &str)] =
+pub const BEARER_CODES: &[(u16, &str)] = &[
+    (401, "UNAUTHORIZED"),
+    (401, "INVALID_TOKEN"),
+    (401, "TOKEN_EXPIRED"),
+    (403, "ACCOUNT_DISABLED"),
+    (403, "MFA_REQUIRED"),
+];
+
+/// The bearer codes of the routes that stay open under `REQUIRE_MFA` (`EnrollingUser`).
+pub const ENROLLING_CODES: &[(u16, &str)] =
     &[(401, "UNAUTHORIZED"), (401, "INVALID_TOKEN"), (401, "TOKEN_EXPIRED"), (403, "ACCOUNT_DISABLED")];
 
 /// A set of error responses for `responses(...)` of `#[utoipa::path]`: the codes the handler

@@ -43,6 +43,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("client/client.js", JS, include_str!("../ui/client/client.js")),
     ("client/errors.js", JS, include_str!("../ui/client/errors.js")),
     ("client/lock.js", JS, include_str!("../ui/client/lock.js")),
+    ("client/passkeys.js", JS, include_str!("../ui/client/passkeys.js")),
     ("client/storage.js", JS, include_str!("../ui/client/storage.js")),
 ];
 

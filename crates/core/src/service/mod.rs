@@ -7,17 +7,21 @@
 //!
 //! `mod.rs` holds the service, login/register, refresh, logout and authentication; `sessions.rs`
 //! the session list and revocation; `account.rs` passwords, profile, reset and verification;
-//! `maintenance.rs` the cleanup and the audit log.
+//! `maintenance.rs` the cleanup and the audit log; `webauthn.rs` passkeys.
 mod account;
 mod admin;
 mod lockout;
 mod maintenance;
+mod mfa;
 mod sessions;
+mod webauthn;
 
 pub use admin::parse_roles;
 pub use lockout::{LockoutPolicy, client_bucket};
+pub use mfa::{LoginOutcome, MfaAttempt, MfaMethod, MfaPending, TotpSetup};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
+pub use webauthn::{CeremonyStart, MAX_PASSKEYS_PER_USER, PasskeyConfig};
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
@@ -27,6 +31,7 @@ use crate::clock::Clock;
 use crate::email::Email;
 use crate::error::{AuthError, StoreError};
 use crate::mail::{Links, Mailer};
+use crate::mfa::SecretSealer;
 use crate::model::{AuditEvent, NewSession, NewUser, RevokeReason, Session, SessionId, User};
 use crate::password::{HashPool, PasswordHasher, PasswordPolicy, PoolBusy, Verification};
 use crate::store::{Liveness, Store};
@@ -80,6 +85,14 @@ pub struct Settings {
     /// Audit rows are deleted at this age.
     pub audit_retention: Duration,
     pub links: Links,
+    /// Passkeys (WebAuthn): the relying party; `None` when not configured (the routes answer
+    /// 404 PASSKEYS_DISABLED).
+    pub passkeys: Option<PasskeyConfig>,
+    /// Every bearer route but the MFA ones answers MFA_REQUIRED until the user has a second
+    /// factor (`REQUIRE_MFA`).
+    pub require_mfa: bool,
+    /// The issuer shown by authenticator apps (`MFA_TOTP_ISSUER`).
+    pub totp_issuer: String,
 }
 
 impl Default for Settings {
@@ -103,6 +116,9 @@ impl Default for Settings {
             session_retention: Duration::days(7),
             audit_retention: Duration::days(90),
             links: Links::default(),
+            passkeys: None,
+            require_mfa: false,
+            totp_issuer: "fraise-auth".to_owned(),
         }
     }
 }
@@ -206,6 +222,8 @@ pub struct Components {
     pub access: AccessTokens,
     pub refresh: RefreshTokens,
     pub mailer: Arc<dyn Mailer>,
+    /// Seals TOTP secrets at rest.
+    pub sealer: SecretSealer,
 }
 
 /// The service. Cheap to clone: every part is shared.
@@ -218,6 +236,7 @@ pub struct AuthService {
     access: Arc<AccessTokens>,
     refresh: RefreshTokens,
     mailer: Arc<dyn Mailer>,
+    sealer: Arc<SecretSealer>,
     /// Per-client limit on forgot-password (in memory, per node).
     forgot_limiter: Arc<account::ClientLimiter>,
     settings: Arc<Settings>,
@@ -239,6 +258,7 @@ impl AuthService {
             access: Arc::new(c.access),
             refresh: c.refresh,
             mailer: c.mailer,
+            sealer: Arc::new(c.sealer),
             forgot_limiter: Arc::new(account::ClientLimiter::new(settings.forgot_per_client_per_hour)),
             settings: Arc::new(settings),
         }
@@ -338,18 +358,19 @@ impl AuthService {
         )
     }
 
-    pub async fn login(&self, email: &str, password: &str, client: &ClientInfo) -> Result<Authenticated, AuthError> {
+    /// Email and password: a session, or, for a user with a second factor, an `mfa_token` for
+    /// the second step (see `mfa.rs`).
+    pub async fn login(&self, email: &str, password: &str, client: &ClientInfo) -> Result<LoginOutcome, AuthError> {
         let out = self.login_checked(email, password, client).await;
-        metrics::counter!("fraise_logins_total", "outcome" => outcome(out.as_ref().err())).increment(1);
+        let label = match &out {
+            Ok(LoginOutcome::MfaRequired(_)) => "mfa_required",
+            other => outcome(other.as_ref().err()),
+        };
+        metrics::counter!("fraise_logins_total", "outcome" => label).increment(1);
         out
     }
 
-    async fn login_checked(
-        &self,
-        email: &str,
-        password: &str,
-        client: &ClientInfo,
-    ) -> Result<Authenticated, AuthError> {
+    async fn login_checked(&self, email: &str, password: &str, client: &ClientInfo) -> Result<LoginOutcome, AuthError> {
         if password.len() > MAX_PASSWORD_BYTES {
             return Err(AuthError::validation(
                 "password",
@@ -404,10 +425,11 @@ impl AuthService {
             user.updated_at = now;
             self.audit("password_rehashed", Some(user.id), None, client, json!({})).await;
         }
-        self.store.clear_failures(&throttle_key, Some(&lockout::client_key(client)), self.clock.now()).await?;
-        let out = self.start_session(user, client).await?;
-        self.audit("login_success", Some(out.user.id), Some(out.session), client, json!({})).await;
-        Ok(out)
+        if !user.mfa.is_enabled() {
+            // With a second factor the counters are cleared when the second step succeeds.
+            self.store.clear_failures(&throttle_key, Some(&lockout::client_key(client)), self.clock.now()).await?;
+        }
+        self.after_password(user, client).await
     }
 
     async fn start_session(&self, user: User, client: &ClientInfo) -> Result<Authenticated, AuthError> {

@@ -4,13 +4,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use fraise_core::service::LogoutRequest as Logout;
+use fraise_core::service::{LoginOutcome, LogoutRequest as Logout};
 use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::dto::{
-    AuthBody, LoginRequest, LogoutRequest, MessageBody, RefreshRequest, RegisterRequest, TokenBody, UserBody,
+    AuthBody, LoginBody, LoginRequest, LogoutRequest, MessageBody, MfaRequiredBody, RefreshRequest, RegisterRequest,
+    TokenBody, UserBody,
 };
 use crate::error::ApiError;
 use crate::extract::{Auth, AuthUser, Client, JsonBody, MaybeAuthUser, OptionalJsonBody};
@@ -60,12 +61,14 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(me, super::account::patch_me))
         .merge(super::sessions::router())
         .merge(super::account::router())
+        .merge(super::webauthn::router())
+        .merge(super::mfa::router())
         .layer(no_store)
         .layer(no_cache)
 }
 
 /// Puts the refresh token where `TOKEN_TRANSPORT` says: the body, the cookie, or both.
-fn deliver(state: &AppState, status: StatusCode, mut body: TokenBody, user: Option<UserBody>) -> Response {
+pub(super) fn deliver(state: &AppState, status: StatusCode, mut body: TokenBody, user: Option<UserBody>) -> Response {
     let transport = state.http.token_transport;
     let refresh = body.refresh_token.clone().unwrap_or_default();
     if !transport.uses_body() {
@@ -121,7 +124,7 @@ async fn register(
     tag = "auth",
     request_body = LoginRequest,
     responses(
-        (status = 200, description = "Logged in. With `TOKEN_TRANSPORT=cookie` the refresh token is only in the `fraise_refresh` cookie (`Set-Cookie`).", body = AuthBody),
+        (status = 200, description = "Logged in (`AuthBody`). With `TOKEN_TRANSPORT=cookie` the refresh token is only in the `fraise_refresh` cookie (`Set-Cookie`). A user with a second factor gets `MfaRequiredBody` instead, and no session: finish with `POST /auth/mfa/verify` or a passkey.", body = LoginBody),
         LoginErrors,
     )
 )]
@@ -131,8 +134,18 @@ async fn login(
     Client(client): Client,
     JsonBody(body): JsonBody<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let out = auth.login(&body.email, &body.password, &client).await?;
-    Ok(deliver(&state, StatusCode::OK, out.tokens.into(), Some(UserBody::from(&out.user))))
+    Ok(match auth.login(&body.email, &body.password, &client).await? {
+        LoginOutcome::Authenticated(out) => {
+            deliver(&state, StatusCode::OK, out.tokens.into(), Some(UserBody::from(&out.user)))
+        }
+        LoginOutcome::MfaRequired(m) => Json(MfaRequiredBody {
+            mfa_required: true,
+            mfa_token: m.mfa_token,
+            methods: m.methods,
+            expires_at: m.expires_at,
+        })
+        .into_response(),
+    })
 }
 
 /// Rotates the refresh token: the presented one is spent, a new pair is issued. Replaying a spent

@@ -16,6 +16,7 @@
  */
 import { FraiseAuthError, errorFromResponse, isAuthError } from "./errors.js";
 import { webLocks } from "./lock.js";
+import { createCredential, getAssertion } from "./passkeys.js";
 import { memoryStorage, readCookie } from "./storage.js";
 /** How long a "token spent" note stays up, and how long a tab waits for the tokens it announces. */
 const SPENT_NOTE_MS = 30000;
@@ -77,8 +78,53 @@ export class FraiseAuth {
     async register(body) {
         return this.signIn("/register", body);
     }
+    /**
+     * Signs in. For an account with a second factor this rejects with a `FraiseAuthError` whose
+     * code is `MFA_CHALLENGE` and whose `mfa` holds the token for `verifyMfa` (no session yet).
+     */
     async login(body) {
         return this.signIn("/login", body);
+    }
+    /** The second step of a login: a TOTP code or a recovery code for the challenge's token. */
+    async verifyMfa(mfaToken, code) {
+        return this.signIn("/mfa/verify", { mfa_token: mfaToken, code });
+    }
+    /** Starts TOTP enrollment: the secret, its `otpauth://` URI and a QR code (SVG text). */
+    setupTotp() {
+        return this.authed("POST", "/mfa/totp/setup", {});
+    }
+    /** Turns TOTP on with the first code; resolves to the ten recovery codes (shown once). */
+    async confirmTotp(code) {
+        return (await this.authed("POST", "/mfa/totp/confirm", { code })).recovery_codes;
+    }
+    /** Creates a passkey on this device for the signed-in user (the browser asks the user). */
+    async registerPasskey(name) {
+        const start = await this.authed("POST", "/webauthn/register/start", {});
+        const credential = await createCredential(start);
+        const body = { ceremony_id: start.ceremony_id, credential };
+        if (name)
+            body.name = name;
+        return this.authed("POST", "/webauthn/register/finish", body);
+    }
+    async passkeys() {
+        return (await this.authed("GET", "/webauthn/credentials")).credentials;
+    }
+    async removePasskey(id) {
+        await this.authed("DELETE", `/webauthn/credentials/${encodeURIComponent(id)}`);
+    }
+    /**
+     * Signs in with a passkey: with `mfaToken` as the second step of a login that answered
+     * `MFA_CHALLENGE`, without it passwordless (when the server allows it).
+     */
+    async signInWithPasskey(mfaToken) {
+        const hint = mfaToken ? { mfa_token: mfaToken } : {};
+        const start = await this.send("POST", "/webauthn/login/start", hint);
+        const credential = await getAssertion(start);
+        return this.signIn("/webauthn/login/finish", { ...hint, ceremony_id: start.ceremony_id, credential });
+    }
+    /** Turns TOTP off, given a current code (or a recovery code) or the password. */
+    async disableTotp(proof) {
+        await this.authed("DELETE", "/mfa/totp", proof);
     }
     /** Ends this session (`all`: every session of the user) and forgets the tokens, whatever happens. */
     async logout(opts = {}) {
@@ -140,8 +186,15 @@ export class FraiseAuth {
     // ---- internals
     async signIn(path, body) {
         const res = await this.send("POST", path, body);
-        this.store(this.tokensOf(res));
-        return res.user;
+        if ("mfa_required" in res && res.mfa_required) {
+            throw new FraiseAuthError("MFA_CHALLENGE", "a second factor is needed to finish signing in", {
+                status: 200,
+                mfa: { token: res.mfa_token, methods: res.methods, expiresAt: Date.parse(res.expires_at) },
+            });
+        }
+        const done = res;
+        this.store(this.tokensOf(done));
+        return done.user;
     }
     /** A bearer call; refreshes first when the token is (nearly) expired, and once more on a 401. */
     async authed(method, path, body) {

@@ -3,7 +3,8 @@
  * server envelope's `detail.code` (`INVALID_CREDENTIALS`, `TOKEN_THEFT_DETECTED`, ...), or one of
  * the client's own codes: `NETWORK_ERROR` (no response: offline, DNS, CORS refusal),
  * `NOT_SIGNED_IN` (a call that needs a session when there is none), `BAD_RESPONSE` (a response
- * that is not the server's JSON).
+ * that is not the server's JSON), `MFA_CHALLENGE` (see `login`), `PASSKEYS_UNSUPPORTED` and
+ * `PASSKEY_CANCELLED` (the browser cannot, or the user did not, complete a passkey ceremony).
  */
 export class FraiseAuthError extends Error {
     constructor(code, message, init = {}) {
@@ -17,6 +18,8 @@ export class FraiseAuthError extends Error {
             this.retryAfter = init.retryAfter;
         if (init.requestId !== undefined)
             this.requestId = init.requestId;
+        if (init.mfa !== undefined)
+            this.mfa = init.mfa;
         if (init.cause !== undefined)
             this.cause = init.cause;
     }

@@ -9,6 +9,7 @@
  * ```
  */
 export { FraiseAuth } from "./client.js";
-export { FraiseAuthError, isAuthError } from "./errors.js";
+export { fromBase64Url, toBase64Url } from "./passkeys.js";
+export { FraiseAuthError, isAuthError, } from "./errors.js";
 export { localLock, webLocks } from "./lock.js";
 export { cookieStorage, localStorageStorage, memoryStorage, readCookie, } from "./storage.js";

@@ -117,6 +117,14 @@ impl Maintenance for PgStore {
                 batch,
             )
             .await?;
+        let challenges = self
+            .drain(
+                "DELETE FROM {s}.tb_mfa_challenge WHERE token_hash IN (SELECT token_hash \
+                 FROM {s}.tb_mfa_challenge WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                now,
+                batch,
+            )
+            .await?;
         let audit_rows = self
             .drain(
                 "DELETE FROM {s}.tb_auth_audit WHERE pk_auth_audit IN (SELECT pk_auth_audit FROM {s}.tb_auth_audit \
@@ -134,6 +142,6 @@ impl Maintenance for PgStore {
         .execute(&self.pool)
         .await
         .map_err(map)?;
-        Ok(CleanupReport { sessions, one_time_tokens: resets + verifications, audit_rows })
+        Ok(CleanupReport { sessions, one_time_tokens: resets + verifications + challenges, audit_rows })
     }
 }

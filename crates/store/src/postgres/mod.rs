@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use fraise_core::mfa::MfaMethods;
 use fraise_core::model::{AuditEvent, NewSession, NewUser, RevokeReason, Session, SessionId, User};
 use fraise_core::store::{Liveness, SessionStore, StoreHealth, UserStore};
 use fraise_core::{Email, StoreError};
@@ -24,8 +25,10 @@ use crate::errors::map;
 mod audit;
 mod diagnose;
 mod lockout;
+mod mfa;
 mod one_time;
 mod tenants;
+mod webauthn;
 
 pub use tenants::PgTenants;
 
@@ -66,8 +69,8 @@ impl SchemaName {
 /// The user columns of `uu`, aliased `u_*` so they never clash with a joined session's.
 const USER_COLS: &str = "uu.pk_user AS u_pk_user, uu.email AS u_email, uu.password_hash AS u_password_hash, \
      uu.name AS u_name, uu.roles AS u_roles, uu.permissions AS u_permissions, uu.metadata AS u_metadata, \
-     uu.is_active AS u_is_active, uu.email_verified AS u_email_verified, uu.created_at AS u_created_at, \
-     uu.updated_at AS u_updated_at";
+     uu.is_active AS u_is_active, uu.email_verified AS u_email_verified, uu.mfa_methods AS u_mfa_methods, \
+     uu.created_at AS u_created_at, uu.updated_at AS u_updated_at";
 
 const SESSION_COLS: &str = "ss.pk_session, ss.fk_user, ss.token_family, ss.refresh_counter, ss.rotated_at, \
      ss.created_at, ss.last_active, ss.expires_at, ss.revoked_at, ss.revoked_reason, ss.user_agent, \
@@ -84,6 +87,7 @@ fn user_from(row: &PgRow) -> Result<User, StoreError> {
         metadata: row.try_get("u_metadata").map_err(map)?,
         is_active: row.try_get("u_is_active").map_err(map)?,
         email_verified: row.try_get("u_email_verified").map_err(map)?,
+        mfa: MfaMethods(row.try_get("u_mfa_methods").map_err(map)?),
         created_at: row.try_get("u_created_at").map_err(map)?,
         updated_at: row.try_get("u_updated_at").map_err(map)?,
     })
@@ -366,6 +370,13 @@ impl UserStore for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(map)?;
+        // Nor may a login started with the old password be finished, and the second-factor lock
+        // (a password holder guessing codes) ends with the password.
+        for template in
+            ["DELETE FROM {s}.tb_mfa_challenge WHERE fk_user = $1", "DELETE FROM {s}.tb_mfa_failure WHERE fk_user = $1"]
+        {
+            sqlx::query(self.sql(template)).bind(id).execute(&mut *tx).await.map_err(map)?;
+        }
         tx.commit().await.map_err(map)?;
         Ok(revoked)
     }

@@ -111,6 +111,14 @@ impl Maintenance for SqliteStore {
             batch,
         )
         .await?;
+        let challenges = drain(
+            self,
+            "DELETE FROM tb_mfa_challenge WHERE token_hash IN (SELECT token_hash \
+             FROM tb_mfa_challenge WHERE expires_at < ?1 LIMIT ?2)",
+            ts(now),
+            batch,
+        )
+        .await?;
         let audit_rows = drain(
             self,
             "DELETE FROM tb_auth_audit WHERE pk_auth_audit IN (SELECT pk_auth_audit FROM tb_auth_audit \
@@ -128,6 +136,6 @@ impl Maintenance for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(map)?;
-        Ok(CleanupReport { sessions, one_time_tokens: resets + verifications, audit_rows })
+        Ok(CleanupReport { sessions, one_time_tokens: resets + verifications + challenges, audit_rows })
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
+use fraise_core::mfa::MfaMethods;
 use fraise_core::model::{AuditEvent, NewSession, NewUser, RevokeReason, Session, SessionId, User};
 use fraise_core::store::{Liveness, SessionStore, StoreHealth, UserStore};
 use fraise_core::{Email, StoreError};
@@ -22,8 +23,10 @@ use crate::errors::{decode, map};
 mod audit;
 mod diagnose;
 mod lockout;
+mod mfa;
 mod one_time;
 mod tenants;
+mod webauthn;
 
 pub use tenants::SqliteTenants;
 
@@ -39,7 +42,7 @@ pub(super) fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
     NaiveDateTime::parse_from_str(s, TS_FORMAT).map(|n| n.and_utc()).map_err(|_| decode("timestamp"))
 }
 
-fn parse_opt_ts(s: Option<String>) -> Result<Option<DateTime<Utc>>, StoreError> {
+pub(super) fn parse_opt_ts(s: Option<String>) -> Result<Option<DateTime<Utc>>, StoreError> {
     s.as_deref().map(parse_ts).transpose()
 }
 
@@ -70,6 +73,8 @@ macro_rules! user_cols {
             "is_active AS u_is_active, ",
             $t,
             "email_verified AS u_email_verified, ",
+            $t,
+            "mfa_methods AS u_mfa_methods, ",
             $t,
             "created_at AS u_created_at, ",
             $t,
@@ -124,6 +129,7 @@ fn user_from(row: &SqliteRow) -> Result<User, StoreError> {
         metadata: serde_json::from_str(&get("u_metadata")?).map_err(|_| decode("metadata"))?,
         is_active: row.try_get("u_is_active").map_err(map)?,
         email_verified: row.try_get("u_email_verified").map_err(map)?,
+        mfa: MfaMethods(row.try_get("u_mfa_methods").map_err(map)?),
         created_at: parse_ts(&get("u_created_at")?)?,
         updated_at: parse_ts(&get("u_updated_at")?)?,
     })
@@ -343,6 +349,13 @@ impl UserStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(map)?;
+        // Nor may a login started with the old password be finished; the second-factor lock ends
+        // with the password.
+        for statement in
+            ["DELETE FROM tb_mfa_challenge WHERE fk_user = ?1", "DELETE FROM tb_mfa_failure WHERE fk_user = ?1"]
+        {
+            sqlx::query(statement).bind(id.to_string()).execute(&mut *tx).await.map_err(map)?;
+        }
         tx.commit().await.map_err(map)?;
         Ok(revoked)
     }
