@@ -565,9 +565,9 @@ async function twoTabsRefreshOnce(env) {
  * transport, resident keys, user verification) answers navigator.credentials. A signed-in user
  * registers a passkey (bearer), signs out, and signs in with the passkey alone (passwordless).
  */
-async function passkeys({ passkey }) {
-  const context = await newContext();
-  const page = await context.newPage();
+/** Chromium's virtual authenticator on `page` (CDP WebAuthn): CTAP2, built in, resident keys,
+ * user verification that always succeeds, presence simulated. */
+async function virtualAuthenticator(context, page) {
   const cdp = await context.newCDPSession(page);
   await cdp.send("WebAuthn.enable");
   const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
@@ -580,6 +580,13 @@ async function passkeys({ passkey }) {
       automaticPresenceSimulation: true,
     },
   });
+  return { cdp, authenticatorId };
+}
+
+async function passkeys({ passkey }) {
+  const context = await newContext();
+  const page = await context.newPage();
+  const { cdp, authenticatorId } = await virtualAuthenticator(context, page);
   // A page of the configured origin (http://localhost:PORT): a secure context for WebAuthn.
   await page.goto(`${passkey.origin}/ui/`);
   await page.getByRole("heading", { name: "Sign in" }).waitFor();
@@ -693,18 +700,7 @@ async function passkeys({ passkey }) {
 async function hostedPasskeys({ passkey }) {
   const context = await newContext();
   const page = await context.newPage();
-  const cdp = await context.newCDPSession(page);
-  await cdp.send("WebAuthn.enable");
-  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
-    options: {
-      protocol: "ctap2",
-      transport: "internal",
-      hasResidentKey: true,
-      hasUserVerification: true,
-      isUserVerified: true,
-      automaticPresenceSimulation: true,
-    },
-  });
+  const { cdp, authenticatorId } = await virtualAuthenticator(context, page);
   const email = "hosted-passkey@example.com";
   assert.equal((await api(passkey, "/register", { email, password: PASSWORD })).status, 201);
   await page.goto(`${passkey.origin}/ui/`);
