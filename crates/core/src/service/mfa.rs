@@ -84,6 +84,11 @@ pub enum MfaMethod {
 }
 
 impl MfaMethod {
+    /// What a typed code is: a recovery code if it has a recovery code's shape, else a TOTP code.
+    fn of_code(code: &str) -> Self {
+        if normalize_recovery_code(code).is_some() { Self::RecoveryCode } else { Self::Totp }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Totp => "totp",
@@ -229,7 +234,7 @@ impl AuthService {
         client: &ClientInfo,
     ) -> Result<Authenticated, AuthError> {
         let attempt = self.mfa_attempt(mfa_token, client).await?;
-        let method = if normalize_recovery_code(code).is_some() { MfaMethod::RecoveryCode } else { MfaMethod::Totp };
+        let method = MfaMethod::of_code(code);
         if self.second_factor_ok(&attempt.user, code, method, client).await? {
             self.mfa_complete(attempt, method, client).await
         } else {
@@ -337,8 +342,7 @@ impl AuthService {
         }
         let ok = match (code, password) {
             (Some(code), _) => {
-                let method =
-                    if normalize_recovery_code(code).is_some() { MfaMethod::RecoveryCode } else { MfaMethod::Totp };
+                let method = MfaMethod::of_code(code);
                 self.second_factor_ok(&p.user, code, method, client).await?
             }
             (None, Some(password)) => self.password_ok(&p.user, password).await?,

@@ -2,6 +2,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use fraise_core::StoreError;
+use fraise_core::mfa::MfaMethods;
 use fraise_core::store::{CeremonyKind, PasskeyRecord, PasskeyStore};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -9,9 +10,6 @@ use uuid::Uuid;
 
 use super::PgStore;
 use crate::errors::map;
-
-/// Bit of `tb_user.mfa_methods` that says "has at least one passkey".
-const WEBAUTHN_BIT: i32 = 2;
 
 fn passkey_from(row: &PgRow) -> Result<PasskeyRecord, StoreError> {
     Ok(PasskeyRecord {
@@ -42,7 +40,7 @@ impl PgStore {
              WHERE pk_user = $1",
         ))
         .bind(user)
-        .bind(WEBAUTHN_BIT)
+        .bind(MfaMethods::WEBAUTHN)
         .bind(now)
         .execute(&mut *tx)
         .await

@@ -2,6 +2,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use fraise_core::StoreError;
+use fraise_core::mfa::MfaMethods;
 use fraise_core::store::{CeremonyKind, PasskeyRecord, PasskeyStore};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -9,9 +10,6 @@ use uuid::Uuid;
 
 use super::{SqliteStore, parse_opt_ts, parse_ts, parse_uuid, ts};
 use crate::errors::map;
-
-/// Bit of `tb_user.mfa_methods` that says "has at least one passkey".
-const WEBAUTHN_BIT: i64 = 2;
 
 const COLS: &str =
     "pk_webauthn_credential, fk_user, credential_id, passkey, name, sign_count, created_at, last_used_at";
@@ -40,7 +38,7 @@ async fn sync_bit(tx: &mut sqlx::SqliteConnection, user: Uuid, now: DateTime<Utc
          WHERE pk_user = ?1",
     )
     .bind(user.to_string())
-    .bind(WEBAUTHN_BIT)
+    .bind(MfaMethods::WEBAUTHN)
     .bind(ts(now))
     .execute(&mut *tx)
     .await
