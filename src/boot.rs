@@ -113,6 +113,15 @@ impl Db {
         }
     }
 
+    /// Turns on the PostgreSQL session cache (`SESSION_CACHE_SIZE`; nothing on SQLite, which has
+    /// no cross-process change notifications and is read in-process anyway). For `serve`, after
+    /// migrating: the cache relies on migration 0006's triggers.
+    pub fn start_session_cache(&self, cfg: &Config) {
+        if let Db::Postgres(s) = self {
+            s.start_session_cache(cfg.session_cache_size);
+        }
+    }
+
     pub fn store(&self) -> Arc<dyn Store> {
         match self {
             Db::Sqlite(s) => Arc::new(s.clone()),

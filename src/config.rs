@@ -28,6 +28,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("DATABASE_POOL_TIMEOUT_SECONDS", "5", "wait for a free connection before answering 503"),
     ("DEFAULT_SCHEMA", "public", "PostgreSQL schema holding the tables"),
     (
+        "SESSION_CACHE_SIZE",
+        "10000",
+        "PostgreSQL: sessions each node keeps in memory for the bearer check, invalidated via LISTEN/NOTIFY (0 = off; one more connection)",
+    ),
+    (
         "TENANT_RESOLUTION_METHOD",
         "none",
         "`none` (one tenant: DEFAULT_SCHEMA / the SQLite file), `header` (`X-Tenant-ID`) or `subdomain` (`<tenant>.TENANT_BASE_DOMAIN`)",
@@ -381,6 +386,8 @@ pub struct Config {
     pub pool_min: u32,
     pub pool_max: u32,
     pub pool_timeout_seconds: u64,
+    /// Entries of the PostgreSQL session cache (`SESSION_CACHE_SIZE`, 0 = off).
+    pub session_cache_size: usize,
     pub auto_migrate: bool,
     pub production: bool,
     pub jwt_secret: Option<SecretString>,
@@ -566,6 +573,7 @@ impl Config {
             pool_min: s.parse("DATABASE_POOL_MIN_SIZE", "a number of connections", e).unwrap_or(1),
             pool_max: s.parse("DATABASE_POOL_MAX_SIZE", "a number of connections", e).unwrap_or(10),
             pool_timeout_seconds: s.parse("DATABASE_POOL_TIMEOUT_SECONDS", "a number of seconds", e).unwrap_or(5),
+            session_cache_size: s.parse("SESSION_CACHE_SIZE", "a number of sessions (0 = off)", e).unwrap_or(10_000),
             auto_migrate: s.bool("AUTO_MIGRATE", e),
             data_dir,
             database,

@@ -701,6 +701,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             tracing::info!(tenants = names.len(), "tenant migrations checked");
         }
     }
+    // After migrating: only schemas whose triggers announce their changes are cached.
+    db.start_session_cache(&cfg);
     let auth = boot::service(&cfg, db.store(), secret.expose_secret().as_bytes(), Arc::new(SystemClock))?;
     auth.warm_up();
     let tenants = boot::tenants(&cfg, &db, &auth);

@@ -12,6 +12,7 @@ use axum::routing::get;
 use chrono::{DateTime, Utc};
 use fraise_auth::boot::{self, Db};
 use fraise_auth::config::{Config, Sources};
+use fraise_core::store::StoreHealth as _;
 use fraise_core::tenant::{TenantName, Tenants};
 use fraise_core::{AuthService, ManualClock};
 use http_body_util::BodyExt as _;
@@ -205,6 +206,15 @@ impl Res {
     }
 }
 
+/// Polls `done` every 10 ms for up to 5 s; panics naming `what` if it never holds.
+pub async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// How many migrations this binary knows (one file per migration and backend).
 pub fn migration_count() -> usize {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/crates/store/migrations/sqlite");
@@ -247,6 +257,11 @@ impl TestApp {
         let config = Config::from_sources(&Sources::from_pairs(&pairs)).unwrap_or_else(|e| panic!("{e}"));
         let db = Db::open(&config).await.unwrap_or_else(|e| panic!("{e:#}"));
         db.migrate().await.unwrap_or_else(|e| panic!("{e:#}"));
+        // As `serve` does: every PostgreSQL test runs with the session cache on.
+        db.start_session_cache(&config);
+        if let (Db::Postgres(store), true) = (&db, config.session_cache_size > 0) {
+            wait_for("the session cache's listener", || store.session_cache().is_some_and(|c| c.live)).await;
+        }
         let clock = ManualClock::new(start_time());
         let auth = boot::service(&config, db.store(), SECRET.as_bytes(), Arc::new(clock.clone()))
             .unwrap_or_else(|e| panic!("{e:#}"));

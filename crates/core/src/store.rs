@@ -75,6 +75,17 @@ pub trait SessionStore: Send + Sync {
     /// The session and its user, in one lookup (the bearer path's only query).
     async fn session_with_user(&self, id: SessionId) -> Result<Option<(Session, User)>, StoreError>;
 
+    /// [`session_with_user`](Self::session_with_user) for the bearer path, which a backend may
+    /// answer from a process-local cache (PostgreSQL does while its change listener runs). A
+    /// cached answer (`true` in the third field) reflects every revocation, user change and
+    /// expiry shortening the cache was told about; its `last_active`, `expires_at` (when
+    /// extended), `refresh_counter` and `rotated_at` may lag. So a cached answer can only be
+    /// too strict, never too lenient, about time: a caller that would reject a session because of
+    /// a cached answer asks [`session_with_user`](Self::session_with_user) first.
+    async fn session_for_bearer(&self, id: SessionId) -> Result<Option<(Session, User, bool)>, StoreError> {
+        Ok(self.session_with_user(id).await?.map(|(s, u)| (s, u, false)))
+    }
+
     /// Atomically moves the session's chain from `presented` to `presented + 1`, stamping
     /// `rotated_at`/`last_active` with `now` and `expires_at` with `expires_at`, if and only if the
     /// session is not revoked, has not expired at `now`, its counter is `presented` and its user is
@@ -460,6 +471,22 @@ pub trait StoreHealth: Send + Sync {
     fn backend(&self) -> &'static str;
     /// The connection pool right now, for metrics.
     fn pool_usage(&self) -> PoolUsage;
+
+    /// The bearer path's session cache, for backends that keep one (PostgreSQL).
+    fn session_cache(&self) -> Option<SessionCacheStats> {
+        None
+    }
+}
+
+/// The state of a backend's session cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionCacheStats {
+    /// Whether answers are served from it now (its change listener is connected and hearing).
+    pub live: bool,
+    pub entries: usize,
+    /// Bearer lookups answered from it, and lookups it could not answer, since start.
+    pub hits: u64,
+    pub misses: u64,
 }
 
 /// Connections of a store's pool.

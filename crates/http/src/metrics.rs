@@ -142,6 +142,12 @@ fn sample(state: &AppState) {
     metrics::gauge!("fraise_db_pool_connections", "state" => "idle").set(f64::from(db.idle));
     metrics::gauge!("fraise_db_pool_connections", "state" => "in_use").set(f64::from(db.open.saturating_sub(db.idle)));
     metrics::gauge!("fraise_db_pool_max_connections").set(f64::from(db.max));
+    if let Some(c) = state.auth.store().session_cache() {
+        metrics::gauge!("fraise_session_cache_live").set(if c.live { 1.0 } else { 0.0 });
+        metrics::gauge!("fraise_session_cache_entries").set(c.entries as f64);
+        metrics::counter!("fraise_session_cache_lookups_total", "outcome" => "hit").absolute(c.hits);
+        metrics::counter!("fraise_session_cache_lookups_total", "outcome" => "miss").absolute(c.misses);
+    }
     if let Some(t) = &state.tenants {
         metrics::gauge!("fraise_tenants_open").set(t.open_count() as f64);
     }

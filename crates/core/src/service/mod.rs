@@ -614,9 +614,30 @@ impl AuthService {
         let claims = self.access.verify(bearer, self.settings.tenant.as_deref(), now)?;
         let user_id = claims.user_id()?;
         let session_id = claims.session()?;
-        let Some((session, user)) = self.store.session_with_user(session_id).await? else {
+        let Some((mut session, mut user, cached)) = self.store.session_for_bearer(session_id).await? else {
             return Err(AuthError::InvalidToken("unknown session"));
         };
+        if let Err(refused) = self.admit_bearer(&session, &user, user_id, now) {
+            // A cached answer may lag behind a rotation on another node (an older last_active or
+            // expiry): only the database's own answer may refuse.
+            if !cached {
+                return Err(refused);
+            }
+            let Some(fresh) = self.store.session_with_user(session_id).await? else {
+                return Err(AuthError::InvalidToken("unknown session"));
+            };
+            (session, user) = fresh;
+            self.admit_bearer(&session, &user, user_id, now)?;
+        }
+        // Reads must not all become writes: last_active moves at most once per interval.
+        if now - session.last_active >= self.settings.touch_interval {
+            self.store.touch_session(session.id, now, now - self.settings.touch_interval).await?;
+        }
+        Ok(Principal { user, session, claims })
+    }
+
+    /// The bearer path's checks of a session and its user against the token's user at `now`.
+    fn admit_bearer(&self, session: &Session, user: &User, user_id: Uuid, now: DateTime<Utc>) -> Result<(), AuthError> {
         if session.user_id != user_id {
             return Err(AuthError::InvalidToken("session belongs to another user"));
         }
@@ -624,14 +645,10 @@ impl AuthService {
         if !user.is_active {
             return Err(AuthError::AccountDisabled);
         }
-        if session.revoked_at.is_some() || session.expires_at <= now || !self.liveness(now).admits(&session) {
+        if session.revoked_at.is_some() || session.expires_at <= now || !self.liveness(now).admits(session) {
             return Err(AuthError::InvalidToken("session ended"));
         }
-        // Reads must not all become writes: last_active moves at most once per interval.
-        if now - session.last_active >= self.settings.touch_interval {
-            self.store.touch_session(session.id, now, now - self.settings.touch_interval).await?;
-        }
-        Ok(Principal { user, session, claims })
+        Ok(())
     }
 
     pub async fn logout(&self, req: LogoutRequest<'_>, client: &ClientInfo) -> Result<(), AuthError> {

@@ -94,7 +94,10 @@ impl MfaStore for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(map)?;
-        tx.commit().await.map_err(map)?;
+        let committed = tx.commit().await;
+        // After commit: a reader racing the change must not cache the user as it was.
+        self.cache.invalidate_user(user);
+        committed.map_err(map)?;
         Ok(true)
     }
 
@@ -161,7 +164,10 @@ impl MfaStore for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(map)?;
-        tx.commit().await.map_err(map)?;
+        let committed = tx.commit().await;
+        // After commit: a reader racing the change must not cache the user as it was.
+        self.cache.invalidate_user(user);
+        committed.map_err(map)?;
         Ok(confirmed)
     }
 
@@ -186,7 +192,10 @@ impl MfaStore for PgStore {
         ] {
             sqlx::query(self.sql(template)).bind(user).execute(&mut *tx).await.map_err(map)?;
         }
-        tx.commit().await.map_err(map)?;
+        let committed = tx.commit().await;
+        // After commit: a reader racing the change must not cache the user as it was.
+        self.cache.invalidate_user(user);
+        committed.map_err(map)?;
         Ok(true)
     }
 

@@ -19,10 +19,12 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, PgPool, Row};
 use uuid::Uuid;
 
+use self::cache::SessionCache;
 use crate::MigrationReport;
 use crate::errors::map;
 
 mod audit;
+mod cache;
 mod diagnose;
 mod lockout;
 mod mfa;
@@ -124,6 +126,9 @@ pub struct PgStore {
     q: String,
     /// SQL text per template, for this schema (see [`PgStore::sql`]).
     sql_cache: Arc<SqlCache>,
+    /// The bearer path's cache, shared with the stores of the other schemas on this pool (off
+    /// until [`PgStore::start_session_cache`]).
+    cache: Arc<SessionCache>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -179,7 +184,31 @@ impl PgStore {
     /// A store over an existing pool (another schema of the same database, for instance).
     pub fn with_pool(pool: PgPool, options: PgConnectOptions, schema: SchemaName) -> Self {
         let q = schema.quoted();
-        Self { pool, options, schema, q, sql_cache: Arc::default() }
+        Self { pool, options, schema, q, sql_cache: Arc::default(), cache: Arc::default() }
+    }
+
+    /// The store of another schema on this pool, sharing this store's session cache.
+    pub(crate) fn sibling(&self, schema: SchemaName) -> Self {
+        Self { cache: Arc::clone(&self.cache), ..Self::with_pool(self.pool.clone(), self.options.clone(), schema) }
+    }
+
+    /// Turns on the bearer path's session cache with room for `capacity` sessions (0: stays
+    /// off): opens one more connection, which LISTENs for changes (see `postgres/cache.rs`).
+    /// Must run inside a Tokio runtime; the background tasks end when the last store sharing the
+    /// cache is dropped.
+    pub fn start_session_cache(&self, capacity: usize) {
+        let listen = PgPoolOptions::new()
+            .min_connections(0)
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(self.options.clone());
+        self.cache.start(capacity, self.pool.clone(), listen);
+    }
+
+    /// The server process id of the session cache's listening connection (`pg_stat_activity.pid`),
+    /// while it is connected.
+    pub fn session_cache_listener_pid(&self) -> Option<i32> {
+        self.cache.listener_pid()
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -338,7 +367,9 @@ impl UserStore for PgStore {
     }
 
     async fn set_password_hash(&self, id: Uuid, hash: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        self.write_hash(&self.pool, id, hash, now).await
+        let done = self.write_hash(&self.pool, id, hash, now).await;
+        self.cache.invalidate_user(id);
+        done
     }
 
     async fn set_active(&self, id: Uuid, active: bool, now: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -347,9 +378,9 @@ impl UserStore for PgStore {
             .bind(active)
             .bind(now)
             .execute(&self.pool)
-            .await
-            .map_err(map)?;
-        Ok(done.rows_affected() == 1)
+            .await;
+        self.cache.invalidate_user(id);
+        Ok(done.map_err(map)?.rows_affected() == 1)
     }
 
     async fn set_password(
@@ -377,7 +408,9 @@ impl UserStore for PgStore {
         {
             sqlx::query(self.sql(template)).bind(id).execute(&mut *tx).await.map_err(map)?;
         }
-        tx.commit().await.map_err(map)?;
+        let committed = tx.commit().await;
+        self.cache.invalidate_user(id);
+        committed.map_err(map)?;
         Ok(revoked)
     }
 
@@ -398,9 +431,9 @@ impl UserStore for PgStore {
         .bind(metadata)
         .bind(now)
         .fetch_optional(&self.pool)
-        .await
-        .map_err(map)?;
-        row.as_ref().map(user_from).transpose()
+        .await;
+        self.cache.invalidate_user(id);
+        row.map_err(map)?.as_ref().map(user_from).transpose()
     }
 
     async fn set_email_verified(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<User>, StoreError> {
@@ -410,9 +443,9 @@ impl UserStore for PgStore {
         .bind(id)
         .bind(now)
         .fetch_optional(&self.pool)
-        .await
-        .map_err(map)?;
-        row.as_ref().map(user_from).transpose()
+        .await;
+        self.cache.invalidate_user(id);
+        row.map_err(map)?.as_ref().map(user_from).transpose()
     }
 
     async fn set_roles(&self, id: Uuid, roles: &[String], now: DateTime<Utc>) -> Result<Option<User>, StoreError> {
@@ -423,9 +456,9 @@ impl UserStore for PgStore {
         .bind(roles)
         .bind(now)
         .fetch_optional(&self.pool)
-        .await
-        .map_err(map)?;
-        row.as_ref().map(user_from).transpose()
+        .await;
+        self.cache.invalidate_user(id);
+        row.map_err(map)?.as_ref().map(user_from).transpose()
     }
 
     async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<User>, StoreError> {
@@ -476,6 +509,8 @@ impl SessionStore for PgStore {
     }
 
     async fn session_with_user(&self, id: SessionId) -> Result<Option<(Session, User)>, StoreError> {
+        // Noted before the read: an invalidation that lands meanwhile keeps this answer out.
+        let epoch = self.cache.epoch();
         let row = sqlx::query(self.sql(
             "SELECT {session_cols}, {user_cols} FROM {s}.tb_session ss JOIN {s}.tb_user uu ON uu.pk_user = ss.fk_user \
              WHERE ss.pk_session = $1",
@@ -484,7 +519,19 @@ impl SessionStore for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(map)?;
-        row.map(|r| Ok((session_from(&r)?, user_from(&r)?))).transpose()
+        let Some(row) = row else { return Ok(None) };
+        let (session, user) = (session_from(&row)?, user_from(&row)?);
+        if self.cache.live() {
+            self.cache.insert(self.schema.as_str(), epoch, session.clone(), user.clone());
+        }
+        Ok(Some((session, user)))
+    }
+
+    async fn session_for_bearer(&self, id: SessionId) -> Result<Option<(Session, User, bool)>, StoreError> {
+        if let Some((session, user)) = self.cache.get(self.schema.as_str(), id.0) {
+            return Ok(Some((session, user, true)));
+        }
+        Ok(self.session_with_user(id).await?.map(|(s, u)| (s, u, false)))
     }
 
     async fn rotate_refresh(
@@ -508,6 +555,9 @@ impl SessionStore for PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(map)?;
+        // A cached copy would only lag (older counter, expiry and last_active), but reading the
+        // row again is cheaper than the re-check a lagging copy costs.
+        self.cache.forget(id.0);
         row.map(|r| Ok((session_from(&r)?, user_from(&r)?))).transpose()
     }
 
@@ -546,6 +596,7 @@ impl SessionStore for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(map)?;
+        self.cache.forget(id.0);
         row.map(|r| Ok((session_from(&r)?, user_from(&r)?))).transpose()
     }
 
@@ -569,13 +620,21 @@ impl SessionStore for PgStore {
         now: DateTime<Utc>,
         stale_before: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(self.sql("UPDATE {s}.tb_session SET last_active = $2 WHERE pk_session = $1 AND last_active < $3"))
-            .bind(id.0)
-            .bind(now)
-            .bind(stale_before)
-            .execute(&self.pool)
-            .await
-            .map_err(map)?;
+        let done = sqlx::query(
+            self.sql("UPDATE {s}.tb_session SET last_active = $2 WHERE pk_session = $1 AND last_active < $3"),
+        )
+        .bind(id.0)
+        .bind(now)
+        .bind(stale_before)
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        if done.rows_affected() == 1 {
+            self.cache.touched(id.0, now);
+        } else {
+            // Someone else moved it (another node, a rotation): read it again next time.
+            self.cache.forget(id.0);
+        }
         Ok(())
     }
 
@@ -595,9 +654,9 @@ impl SessionStore for PgStore {
         .bind(now)
         .bind(reason.as_str())
         .execute(&self.pool)
-        .await
-        .map_err(map)?;
-        Ok(done.rows_affected() == 1)
+        .await;
+        self.cache.invalidate_session(id.0);
+        Ok(done.map_err(map)?.rows_affected() == 1)
     }
 
     async fn revoke_session(
@@ -613,9 +672,9 @@ impl SessionStore for PgStore {
         .bind(now)
         .bind(reason.as_str())
         .execute(&self.pool)
-        .await
-        .map_err(map)?;
-        Ok(done.rows_affected() == 1)
+        .await;
+        self.cache.invalidate_session(id.0);
+        Ok(done.map_err(map)?.rows_affected() == 1)
     }
 
     async fn revoke_user_sessions(
@@ -625,7 +684,9 @@ impl SessionStore for PgStore {
         reason: RevokeReason,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        self.revoke_all(&self.pool, user, keep, reason, now).await
+        let done = self.revoke_all(&self.pool, user, keep, reason, now).await;
+        self.cache.invalidate_user(user);
+        done
     }
 }
 
@@ -651,6 +712,10 @@ impl StoreHealth for PgStore {
             idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
             max: self.pool.options().get_max_connections(),
         }
+    }
+
+    fn session_cache(&self) -> Option<fraise_core::store::SessionCacheStats> {
+        Some(self.cache.stats())
     }
 }
 

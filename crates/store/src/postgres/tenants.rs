@@ -37,7 +37,7 @@ impl PgTenants {
         // A tenant name is always a valid schema name (a stricter rule); parse anyway rather
         // than trust that here.
         let schema = SchemaName::parse(name.as_str()).map_err(|e| StoreError::Other(e.into()))?;
-        Ok(PgStore::with_pool(self.control.pool.clone(), self.control.options.clone(), schema))
+        Ok(self.control.sibling(schema))
     }
 
     async fn ensure_registry(&self) -> Result<(), StoreError> {
@@ -176,7 +176,11 @@ impl TenantAdmin for PgTenants {
             .execute(&mut *tx)
             .await
             .map_err(map)?;
-        tx.commit().await.map_err(map)?;
+        // Dropping a schema fires no row trigger: tell every node's session cache by hand.
+        sqlx::query("SELECT pg_notify($1, '*')").bind(super::cache::CHANNEL).execute(&mut *tx).await.map_err(map)?;
+        let committed = tx.commit().await;
+        self.control.cache.flush();
+        committed.map_err(map)?;
         Ok(())
     }
 }

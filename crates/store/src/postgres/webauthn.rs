@@ -85,7 +85,10 @@ impl PasskeyStore for PgStore {
         .await
         .map_err(map)?;
         self.sync_webauthn_bit(&mut tx, p.user_id, p.created_at).await?;
-        tx.commit().await.map_err(map)
+        let committed = tx.commit().await;
+        // After commit: a reader racing the change must not cache the user as it was.
+        self.cache.invalidate_user(p.user_id);
+        committed.map_err(map)
     }
 
     async fn passkeys(&self, user: Uuid) -> Result<Vec<PasskeyRecord>, StoreError> {
@@ -129,7 +132,10 @@ impl PasskeyStore for PgStore {
             return Ok(false);
         }
         self.sync_webauthn_bit(&mut tx, user, now).await?;
-        tx.commit().await.map_err(map)?;
+        let committed = tx.commit().await;
+        // After commit: a reader racing the change must not cache the user as it was.
+        self.cache.invalidate_user(user);
+        committed.map_err(map)?;
         Ok(true)
     }
 

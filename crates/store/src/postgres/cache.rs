@@ -1,0 +1,582 @@
+//! A process-local cache of the bearer path's answer (a session and its user), kept correct
+//! across nodes by PostgreSQL's LISTEN/NOTIFY.
+//!
+//! Every change that could make a cached answer too lenient (a revocation, a shortened expiry, any
+//! change to the user row, a deleted session) is announced on [`CHANNEL`] by triggers (migration
+//! 0006), whoever makes it: this node, another node, the CLI, an operator's SQL. Each node keeps one
+//! connection LISTENing and drops what it is told about. Changes that can only make a cached answer
+//! too strict (a refresh rotation, a touch of `last_active`) are not announced; the service
+//! re-reads the database before it refuses anything on a cached answer.
+//!
+//! The rules that keep it correct:
+//! - **Never serve while deaf.** An answer is served from the cache only while the listener is
+//!   connected and has heard this node's own heartbeat ([`PING_EVERY`]) sent less than
+//!   [`DEAF_AFTER`] ago. Notifications reach a listener in commit order, so hearing a heartbeat
+//!   proves every change committed before it was sent has been applied: a change committed more
+//!   than `DEAF_AFTER` ago is never contradicted by a cached answer, even when the listener's
+//!   connection dies silently. Normally the delay is the notification's latency (milliseconds).
+//! - **Never insert what an invalidation overtook.** Every invalidation bumps an epoch under the
+//!   lock; a reader notes the epoch before its database read and inserts only if it is unchanged
+//!   (checked under the same lock). So a read that raced a change is not cached.
+//! - **Invalidate locally after commit.** A write on this node drops its entries itself once it
+//!   committed, so this node never serves its own stale answer, without waiting for the
+//!   notification.
+//! - **Forget on reconnect.** Whatever was announced while the listener was away is unknown: the
+//!   cache is emptied whenever the listener connects, disconnects or stops hearing itself.
+//! - Entries also expire after [`ENTRY_TTL`], and the cache empties itself when full.
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use fraise_core::model::{Session, User};
+use fraise_core::store::SessionCacheStats;
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use uuid::Uuid;
+
+/// The notification channel (migration 0006 names it too).
+pub(crate) const CHANNEL: &str = "fraise_auth_cache";
+/// How often a node announces its own heartbeat on [`CHANNEL`].
+const PING_EVERY: Duration = Duration::from_millis(500);
+/// A node that has not heard its own heartbeat sent within this long serves nothing from the
+/// cache: the bound on how stale a cached answer can be when the listener fails silently.
+const DEAF_AFTER: Duration = Duration::from_secs(2);
+/// A listener that has heard nothing of its own for this long is replaced.
+const RECONNECT_AFTER: Duration = Duration::from_secs(5);
+/// The longest any entry is served.
+const ENTRY_TTL: Duration = Duration::from_secs(30);
+
+struct Entry {
+    schema: Box<str>,
+    value: Arc<(Session, User)>,
+    /// A later `last_active` this node wrote (a touch), applied over the cached session's.
+    last_active: DateTime<Utc>,
+    inserted: Instant,
+}
+
+#[derive(Default)]
+struct Inner {
+    sessions: HashMap<Uuid, Entry>,
+    by_user: HashMap<Uuid, Vec<Uuid>>,
+    /// The schemas whose tables carry migration 0006's triggers: only their sessions are cached
+    /// (a schema not yet migrated would change without telling anyone).
+    announcing: HashSet<Box<str>>,
+}
+
+impl Inner {
+    fn clear(&mut self) {
+        self.sessions.clear();
+        self.by_user.clear();
+    }
+
+    fn remove_session(&mut self, id: Uuid) {
+        if let Some(e) = self.sessions.remove(&id) {
+            let user = e.value.1.id;
+            if let Some(ids) = self.by_user.get_mut(&user) {
+                ids.retain(|s| *s != id);
+                if ids.is_empty() {
+                    self.by_user.remove(&user);
+                }
+            }
+        }
+    }
+}
+
+/// The cache, shared by the stores of every schema on one pool (entries remember their schema).
+pub struct SessionCache {
+    inner: Mutex<Inner>,
+    /// Bumped (under `inner`'s lock) by every invalidation.
+    epoch: AtomicU64,
+    /// Entries at most; 0 until [`SessionCache::start`] (the cache is then off).
+    capacity: AtomicUsize,
+    /// When this node's latest heartbeat that the listener heard was sent, in milliseconds since
+    /// `base`, plus one; 0 while the listener is not connected.
+    heard: AtomicU64,
+    base: Instant,
+    /// Tells this node's heartbeats from other nodes'.
+    node: Uuid,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    /// The listening connection's server process (`pg_stat_activity.pid`), 0 while there is none.
+    listener_pid: AtomicI32,
+}
+
+impl std::fmt::Debug for SessionCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCache").field("stats", &self.stats()).finish_non_exhaustive()
+    }
+}
+
+impl Default for SessionCache {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::default(),
+            epoch: AtomicU64::new(0),
+            capacity: AtomicUsize::new(0),
+            heard: AtomicU64::new(0),
+            base: Instant::now(),
+            node: Uuid::new_v4(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            listener_pid: AtomicI32::new(0),
+        }
+    }
+}
+
+impl SessionCache {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves maps that are still consistent enough to clear.
+        self.inner.lock().unwrap_or_else(|poisoned| {
+            let mut inner = poisoned.into_inner();
+            inner.clear();
+            inner
+        })
+    }
+
+    fn millis(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether answers may be served and stored now (see the module's rules).
+    pub(crate) fn live(&self) -> bool {
+        let heard = self.heard.load(Ordering::Acquire);
+        heard != 0
+            && self.capacity.load(Ordering::Relaxed) > 0
+            && self.millis().saturating_sub(heard - 1) < DEAF_AFTER.as_millis() as u64
+    }
+
+    /// The epoch a reader notes before its database read, for [`SessionCache::insert`].
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// The cached answer for session `id` of `schema`, if one may be served.
+    pub(crate) fn get(&self, schema: &str, id: Uuid) -> Option<(Session, User)> {
+        if !self.live() {
+            return None;
+        }
+        let hit = {
+            let inner = self.lock();
+            inner
+                .sessions
+                .get(&id)
+                .filter(|e| {
+                    &*e.schema == schema && e.inserted.elapsed() < ENTRY_TTL && inner.announcing.contains(schema)
+                })
+                .map(|e| (Arc::clone(&e.value), e.last_active))
+        };
+        let Some((value, last_active)) = hit else {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        let (mut session, user) = (*value).clone();
+        session.last_active = session.last_active.max(last_active);
+        Some((session, user))
+    }
+
+    /// Stores an answer read from the database after [`SessionCache::epoch`] returned `epoch`,
+    /// unless an invalidation came in between.
+    pub(crate) fn insert(&self, schema: &str, epoch: u64, session: Session, user: User) {
+        if !self.live() {
+            return;
+        }
+        let mut inner = self.lock();
+        if self.epoch.load(Ordering::Acquire) != epoch || !inner.announcing.contains(schema) {
+            return;
+        }
+        if inner.sessions.len() >= self.capacity.load(Ordering::Relaxed) {
+            // Simpler than an LRU and as correct; a deployment that fills it raises the size.
+            inner.clear();
+        }
+        let (id, user_id, last_active) = (session.id.0, user.id, session.last_active);
+        inner.remove_session(id);
+        inner.sessions.insert(
+            id,
+            Entry { schema: schema.into(), value: Arc::new((session, user)), last_active, inserted: Instant::now() },
+        );
+        inner.by_user.entry(user_id).or_default().push(id);
+    }
+
+    /// Drops session `id` and bars racing inserts.
+    pub(crate) fn invalidate_session(&self, id: Uuid) {
+        let mut inner = self.lock();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        inner.remove_session(id);
+    }
+
+    /// Drops every session of user `id` and bars racing inserts.
+    pub(crate) fn invalidate_user(&self, id: Uuid) {
+        let mut inner = self.lock();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        for s in inner.by_user.remove(&id).unwrap_or_default() {
+            inner.sessions.remove(&s);
+        }
+    }
+
+    /// Drops everything and bars racing inserts.
+    pub(crate) fn flush(&self) {
+        let mut inner = self.lock();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        inner.clear();
+    }
+
+    /// Drops session `id` without barring inserts: for changes that only make a cached answer too
+    /// strict (a rotation), where a racing insert of the older row is harmless.
+    pub(crate) fn forget(&self, id: Uuid) {
+        self.lock().remove_session(id);
+    }
+
+    /// Records that this node moved session `id`'s `last_active` to `at`.
+    pub(crate) fn touched(&self, id: Uuid, at: DateTime<Utc>) {
+        if let Some(e) = self.lock().sessions.get_mut(&id) {
+            e.last_active = e.last_active.max(at);
+        }
+    }
+
+    /// Applies one notification's payload.
+    fn apply(&self, payload: &str) {
+        let mut chars = payload.chars();
+        let kind = chars.next();
+        let rest = chars.as_str();
+        match (kind, Uuid::parse_str(rest)) {
+            (Some('s'), Ok(id)) => self.invalidate_session(id),
+            (Some('u'), Ok(id)) => self.invalidate_user(id),
+            (Some('p'), _) => self.heartbeat(rest),
+            // "*", and anything this version does not know: forgetting everything is always safe.
+            _ => self.flush(),
+        }
+    }
+
+    /// A heartbeat `p<node>:<sent millis>`; only this node's own count (their send time is on
+    /// this node's clock).
+    fn heartbeat(&self, rest: &str) {
+        let Some((node, sent)) = rest.split_once(':') else { return };
+        if Uuid::parse_str(node).ok() != Some(self.node) {
+            return;
+        }
+        if let Ok(sent) = sent.parse::<u64>() {
+            // Only while connected (a heartbeat buffered before a disconnect must not revive it).
+            let _ =
+                self.heard.fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| (h != 0).then_some(h.max(sent + 1)));
+        }
+    }
+
+    fn connected(&self) {
+        let mut inner = self.lock();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        inner.clear();
+        // Live from now: nothing announced before LISTEN took effect can be in the (empty) cache,
+        // and every insert from now on noted an epoch after this bump.
+        self.heard.store(self.millis() + 1, Ordering::Release);
+    }
+
+    fn disconnected(&self) {
+        let mut inner = self.lock();
+        self.listener_pid.store(0, Ordering::Release);
+        self.heard.store(0, Ordering::Release);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        inner.clear();
+    }
+
+    /// Replaces the set of schemas that announce their changes.
+    fn set_announcing(&self, schemas: Vec<String>) {
+        let mut inner = self.lock();
+        let now: HashSet<Box<str>> = schemas.into_iter().map(String::into_boxed_str).collect();
+        if now == inner.announcing {
+            return;
+        }
+        // A read that began before a schema's triggers existed may have missed a change: bar it.
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        // A schema that stopped announcing (its triggers dropped) loses its entries.
+        if inner.announcing.iter().any(|s| !now.contains(s)) {
+            inner.clear();
+        }
+        inner.announcing = now;
+    }
+
+    fn heartbeat_payload(&self) -> String {
+        format!("p{}:{}", self.node, self.millis())
+    }
+
+    /// The listening connection's server process id, if connected.
+    pub(crate) fn listener_pid(&self) -> Option<i32> {
+        Some(self.listener_pid.load(Ordering::Acquire)).filter(|p| *p != 0)
+    }
+
+    pub(crate) fn stats(&self) -> SessionCacheStats {
+        SessionCacheStats {
+            live: self.live(),
+            entries: self.lock().sessions.len(),
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Turns the cache on with room for `capacity` entries: spawns the listener (on `listen`, a
+    /// pool of its own) and the heartbeat (on `pool`). Both stop once the cache is dropped. A
+    /// second call only changes the capacity.
+    pub(crate) fn start(self: &Arc<Self>, capacity: usize, pool: PgPool, listen: PgPool) {
+        if capacity == 0 || self.capacity.swap(capacity, Ordering::AcqRel) != 0 {
+            return;
+        }
+        tokio::spawn(listen_loop(Arc::downgrade(self), listen));
+        tokio::spawn(heartbeat_loop(Arc::downgrade(self), pool));
+    }
+}
+
+/// The schemas whose `tb_user` and `tb_session` carry migration 0006's triggers.
+const ANNOUNCING_SCHEMAS: &str = "SELECT n.nspname::text FROM pg_trigger t \
+     JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE t.tgname IN ('tr_tb_session_cache_update', 'tr_tb_session_cache_delete', 'tr_tb_user_cache_change') \
+       AND NOT t.tgisinternal AND t.tgenabled <> 'D' \
+     GROUP BY n.nspname HAVING count(*) = 3";
+
+/// How often the set of announcing schemas is read again (a tenant migrated meanwhile).
+const SCHEMAS_EVERY: u32 = 20;
+
+async fn heartbeat_loop(cache: Weak<SessionCache>, pool: PgPool) {
+    let mut tick = tokio::time::interval(PING_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for n in 0u32.. {
+        tick.tick().await;
+        if n % SCHEMAS_EVERY == 0 {
+            let schemas = sqlx::query_scalar::<_, String>(ANNOUNCING_SCHEMAS).fetch_all(&pool).await;
+            match (schemas, cache.upgrade()) {
+                (Ok(schemas), Some(c)) => c.set_announcing(schemas),
+                (Err(e), Some(_)) => tracing::debug!(error = %e, "session cache cannot list the schemas it may serve"),
+                (_, None) => return,
+            }
+        }
+        let Some(payload) = cache.upgrade().map(|c| c.heartbeat_payload()) else { return };
+        // Failure is not an error here: a node that cannot reach its database stops hearing
+        // itself and serves nothing from the cache, which is the point.
+        let sent = sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(&payload).execute(&pool).await;
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, "session cache heartbeat not sent");
+        }
+    }
+}
+
+async fn listen_loop(cache: Weak<SessionCache>, pool: PgPool) {
+    let mut backoff = Duration::from_millis(100);
+    while cache.strong_count() > 0 {
+        let failed = listen_once(&cache, &pool, &mut backoff).await;
+        if let Some(c) = cache.upgrade() {
+            c.disconnected();
+            tracing::warn!(error = %failed, retry_in_ms = backoff.as_millis() as u64,
+                "session cache listener lost; bearer checks read the database meanwhile");
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// One listening connection's life, until it fails, goes deaf or the cache is dropped.
+async fn listen_once(cache: &Weak<SessionCache>, pool: &PgPool, backoff: &mut Duration) -> sqlx::Error {
+    let mut listener = match PgListener::connect_with(pool).await {
+        Ok(l) => l,
+        Err(e) => return e,
+    };
+    // A lost connection is reported, not silently replaced: what was announced meanwhile is lost.
+    listener.eager_reconnect(false);
+    if let Err(e) = listener.listen(CHANNEL).await {
+        return e;
+    }
+    let pid = match sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()").fetch_one(&mut listener).await {
+        Ok(pid) => pid,
+        Err(e) => return e,
+    };
+    let Some(c) = cache.upgrade() else { return sqlx::Error::PoolClosed };
+    c.connected();
+    c.listener_pid.store(pid, Ordering::Release);
+    drop(c);
+    *backoff = Duration::from_millis(100);
+    tracing::info!("session cache listening for changes");
+    loop {
+        // `try_recv` is only ever cancelled when the listener is dropped right after.
+        let got = tokio::select! {
+            got = listener.try_recv() => got,
+            () = deaf(cache) => return sqlx::Error::Protocol("heard nothing of its own heartbeat".into()),
+        };
+        let Some(c) = cache.upgrade() else { return sqlx::Error::PoolClosed };
+        match got {
+            Ok(Some(n)) => c.apply(n.payload()),
+            Ok(None) => return sqlx::Error::Protocol("connection lost".into()),
+            Err(e) => return e,
+        }
+    }
+}
+
+/// Completes once the listener has not heard its own heartbeat for [`RECONNECT_AFTER`] (a
+/// connection that died without a word), or the cache is gone.
+async fn deaf(cache: &Weak<SessionCache>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Some(c) = cache.upgrade() else { return };
+        let heard = c.heard.load(Ordering::Acquire);
+        if c.millis().saturating_sub(heard.saturating_sub(1)) > RECONNECT_AFTER.as_millis() as u64 {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use fraise_core::mfa::MfaMethods;
+    use fraise_core::model::SessionId;
+
+    fn pair(user: Uuid) -> (Session, User) {
+        let now = Utc::now();
+        let session = Session {
+            id: SessionId(Uuid::new_v4()),
+            user_id: user,
+            token_family: Uuid::new_v4(),
+            refresh_counter: 0,
+            rotated_at: now,
+            created_at: now,
+            last_active: now,
+            expires_at: now + chrono::Duration::days(1),
+            revoked_at: None,
+            revoked_reason: None,
+            user_agent: None,
+            ip_address: None,
+        };
+        let user = User {
+            id: user,
+            email: "a@example.com".into(),
+            password_hash: String::new(),
+            name: None,
+            roles: vec![],
+            permissions: vec![],
+            metadata: serde_json::json!({}),
+            is_active: true,
+            email_verified: false,
+            mfa: MfaMethods(0),
+            created_at: now,
+            updated_at: now,
+        };
+        (session, user)
+    }
+
+    fn live_cache() -> SessionCache {
+        let c = SessionCache::default();
+        c.capacity.store(4, Ordering::Relaxed);
+        c.set_announcing(vec!["a".into(), "b".into()]);
+        c.connected();
+        c
+    }
+
+    #[test]
+    fn serves_nothing_until_the_listener_is_connected() {
+        let c = SessionCache::default();
+        c.capacity.store(4, Ordering::Relaxed);
+        c.set_announcing(vec!["a".into()]);
+        let (s, u) = pair(Uuid::new_v4());
+        let id = s.id.0;
+        c.insert("a", c.epoch(), s.clone(), u.clone());
+        assert!(c.get("a", id).is_none());
+        c.connected();
+        c.insert("a", c.epoch(), s, u);
+        assert!(c.get("a", id).is_some());
+        c.disconnected();
+        assert!(c.get("a", id).is_none());
+        assert_eq!(c.stats().entries, 0);
+    }
+
+    #[test]
+    fn an_invalidation_during_the_read_bars_the_insert() {
+        let c = live_cache();
+        let (s, u) = pair(Uuid::new_v4());
+        let id = s.id.0;
+        for invalidate in [
+            &(|c: &SessionCache| c.invalidate_session(Uuid::new_v4())) as &dyn Fn(&SessionCache),
+            &|c: &SessionCache| c.invalidate_user(Uuid::new_v4()),
+            &|c: &SessionCache| c.flush(),
+            &|c: &SessionCache| c.apply("*"),
+        ] {
+            let before = c.epoch();
+            invalidate(&c);
+            c.insert("a", before, s.clone(), u.clone());
+            assert!(c.get("a", id).is_none());
+        }
+        c.insert("a", c.epoch(), s, u);
+        assert!(c.get("a", id).is_some());
+    }
+
+    #[test]
+    fn notifications_drop_sessions_and_users_and_entries_are_per_schema() {
+        let c = live_cache();
+        let user = Uuid::new_v4();
+        let (s1, u1) = pair(user);
+        let (s2, u2) = pair(user);
+        let (id1, id2) = (s1.id.0, s2.id.0);
+        c.insert("a", c.epoch(), s1, u1);
+        c.insert("a", c.epoch(), s2, u2);
+        assert!(c.get("b", id1).is_none(), "another schema's session id is not this one's");
+        c.set_announcing(vec!["a".into(), "b".into(), "c".into()]);
+        assert!(c.get("a", id1).is_some(), "a schema joining keeps what is cached");
+        c.apply(&format!("s{id1}"));
+        assert!(c.get("a", id1).is_none());
+        assert!(c.get("a", id2).is_some());
+        c.apply(&format!("u{user}"));
+        assert!(c.get("a", id2).is_none());
+        assert_eq!(c.stats().entries, 0);
+    }
+
+    #[test]
+    fn only_schemas_that_announce_their_changes_are_cached() {
+        let c = live_cache();
+        let (s, u) = pair(Uuid::new_v4());
+        let id = s.id.0;
+        c.insert("unmigrated", c.epoch(), s.clone(), u.clone());
+        assert!(c.get("unmigrated", id).is_none());
+        c.insert("a", c.epoch(), s, u);
+        assert!(c.get("a", id).is_some());
+        c.set_announcing(vec!["b".into()]);
+        assert!(c.get("a", id).is_none());
+        assert_eq!(c.stats().entries, 0, "a schema leaving the set empties the cache");
+    }
+
+    #[test]
+    fn a_full_cache_empties_and_touches_move_last_active_forward() {
+        let c = live_cache();
+        let ids: Vec<Uuid> = (0..5)
+            .map(|_| {
+                let (s, u) = pair(Uuid::new_v4());
+                let id = s.id.0;
+                c.insert("a", c.epoch(), s, u);
+                id
+            })
+            .collect();
+        assert_eq!(c.stats().entries, 1, "the fifth insert found it full and emptied it");
+        let later = Utc::now() + chrono::Duration::hours(1);
+        c.touched(ids[4], later);
+        assert_eq!(c.get("a", ids[4]).unwrap().0.last_active, later);
+        c.forget(ids[4]);
+        assert!(c.get("a", ids[4]).is_none());
+    }
+
+    #[test]
+    fn only_this_nodes_recent_heartbeat_keeps_it_live() {
+        let c = live_cache();
+        // Pretend the last heartbeat heard was sent long ago.
+        c.heard.store(1, Ordering::Release);
+        let base_ms = c.millis();
+        if base_ms < DEAF_AFTER.as_millis() as u64 {
+            std::thread::sleep(DEAF_AFTER - Duration::from_millis(base_ms) + Duration::from_millis(10));
+        }
+        assert!(!c.live());
+        c.apply(&format!("p{}:{}", Uuid::new_v4(), c.millis()));
+        assert!(!c.live(), "another node's heartbeat proves nothing about this listener");
+        c.apply(&c.heartbeat_payload());
+        assert!(c.live());
+        c.disconnected();
+        c.apply(&c.heartbeat_payload());
+        assert!(!c.live(), "a heartbeat cannot revive a disconnected listener");
+    }
+}
