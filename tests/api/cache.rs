@@ -58,9 +58,13 @@ async fn cached_session(app: &TestApp, email: &str) -> (String, Res) {
     (token, reg)
 }
 
+/// How soon a change made elsewhere must be refused while the listener is healthy: the
+/// notification's latency, with room for a loaded test machine.
+const SOON: Duration = Duration::from_secs(1);
+
 /// Asks `app` until `token` is refused with (`status`, `code`), for at most 2 s; returns how long
-/// it took. Fails if the cache keeps serving the stale answer.
-async fn refused_within(app: &TestApp, token: &str, status: u16, code: &str) -> Duration {
+/// it took. Fails if the cache keeps serving the stale answer longer than `limit`.
+async fn refused_within(app: &TestApp, token: &str, status: u16, code: &str, limit: Duration) -> Duration {
     let start = Instant::now();
     loop {
         let r = app.me(token).await;
@@ -68,29 +72,71 @@ async fn refused_within(app: &TestApp, token: &str, status: u16, code: &str) -> 
             r.assert(status, code);
             return start.elapsed();
         }
-        assert!(start.elapsed() < Duration::from_secs(2), "still accepted 2 s after the change");
+        assert!(start.elapsed() < limit, "still accepted {limit:?} after the change");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+}
+
+/// Runs `step` with the listener holding every notification back, so only this node's own
+/// invalidation can explain a refusal; checks the cache was still answering throughout.
+async fn without_notifications<F: std::future::Future<Output = ()>>(app: &TestApp, step: F) {
+    wait_for("the cache to be live", || stats(app).live).await;
+    pg(app).hold_session_cache_listener(true);
+    let started = Instant::now();
+    step.await;
+    let live = stats(app).live;
+    pg(app).hold_session_cache_listener(false);
+    assert!(live, "the cache went deaf during the step ({:?}): the refusal proves nothing", started.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_on_this_node_are_refused_at_once() {
     let app = TestApp::spawn(Backend::Postgres).await;
     let (token, _) = cached_session(&app, "here@example.com").await;
-    app.logout(json!({}), Some(&token)).await.assert(200, "");
-    app.me(&token).await.assert(401, "INVALID_TOKEN");
+    without_notifications(&app, async {
+        app.logout(json!({}), Some(&token)).await.assert(200, "");
+        app.me(&token).await.assert(401, "INVALID_TOKEN");
+    })
+    .await;
 
     let (token, reg) = cached_session(&app, "pw@example.com").await;
     let other = app.login("pw@example.com", PASSWORD).await.str("access_token");
     app.me(&other).await.assert(200, "");
+    app.me(&other).await.assert(200, "");
     let change = json!({"current_password": PASSWORD, "new_password": "BrandNew456$"});
-    app.call(Method::POST, "/auth/change-password", Some(&change), Some(&token)).await.assert(200, "");
-    app.me(&other).await.assert(401, "INVALID_TOKEN");
-    app.me(&token).await.assert(200, "");
+    without_notifications(&app, async {
+        app.call(Method::POST, "/auth/change-password", Some(&change), Some(&token)).await.assert(200, "");
+        app.me(&other).await.assert(401, "INVALID_TOKEN");
+        app.me(&token).await.assert(200, "");
+    })
+    .await;
 
     let user = uuid::Uuid::parse_str(reg.body["user"]["id"].as_str().unwrap()).unwrap();
-    assert!(app.db.store().set_active(user, false, app.clock_now()).await.unwrap());
-    app.me(&token).await.assert(403, "ACCOUNT_DISABLED");
+    app.me(&token).await.assert(200, "");
+    without_notifications(&app, async {
+        assert!(app.db.store().set_active(user, false, app.clock_now()).await.unwrap());
+        app.me(&token).await.assert(403, "ACCOUNT_DISABLED");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_listener_stops_the_cache_within_two_seconds_and_is_replaced() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let (token, _) = cached_session(&app, "stall@example.com").await;
+    let pid = pg(&app).session_cache_listener_pid().expect("listening");
+    // The listener stops applying anything, as if its connection had silently stalled: the
+    // revocation's notification waits unheard.
+    pg(&app).hold_session_cache_listener(true);
+    sql(&app, "UPDATE {s}.tb_session SET revoked_at = now(), revoked_reason = 'admin'").await;
+    let took = refused_within(&app, &token, 401, "INVALID_TOKEN", Duration::from_millis(2600)).await;
+    eprintln!("a revocation behind a stalled listener was refused after {took:?}");
+    assert!(!stats(&app).live);
+    // Deaf for 5 s: the listener is replaced, and the cache answers again once released.
+    wait_for("a new listener", || pg(&app).session_cache_listener_pid().is_some_and(|p| p != pid)).await;
+    pg(&app).hold_session_cache_listener(false);
+    wait_for("the cache to be live again", || stats(&app).live).await;
+    cached_session(&app, "after@example.com").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,7 +146,7 @@ async fn changes_on_another_node_reach_this_nodes_cache() {
 
     let (token, _) = cached_session(&a, "two@example.com").await;
     b.logout(json!({}), Some(&token)).await.assert(200, "");
-    let took = refused_within(&a, &token, 401, "INVALID_TOKEN").await;
+    let took = refused_within(&a, &token, 401, "INVALID_TOKEN", SOON).await;
     eprintln!("logout on node B refused on node A after {took:?}");
 
     let (token, _) = cached_session(&a, "three@example.com").await;
@@ -109,13 +155,13 @@ async fn changes_on_another_node_reach_this_nodes_cache() {
     b.call(Method::POST, "/auth/change-password", Some(&change), Some(&login.str("access_token")))
         .await
         .assert(200, "");
-    refused_within(&a, &token, 401, "INVALID_TOKEN").await;
+    refused_within(&a, &token, 401, "INVALID_TOKEN", SOON).await;
 
     let (token, _) = cached_session(&a, "four@example.com").await;
     let four = a.login("four@example.com", PASSWORD).await;
     let four_id = uuid::Uuid::parse_str(four.body["user"]["id"].as_str().unwrap()).unwrap();
     assert!(b.db.store().set_active(four_id, false, b.clock_now()).await.unwrap());
-    refused_within(&a, &token, 403, "ACCOUNT_DISABLED").await;
+    refused_within(&a, &token, 403, "ACCOUNT_DISABLED", SOON).await;
 
     let scrape = a.call(Method::GET, "/metrics", None, None).await.text;
     assert!(scrape.contains("fraise_session_cache_lookups_total{outcome=\"hit\"}"), "{scrape}");
@@ -127,20 +173,50 @@ async fn changes_made_by_hand_in_sql_reach_the_cache() {
     let app = TestApp::spawn(Backend::Postgres).await;
     let (token, _) = cached_session(&app, "sql1@example.com").await;
     sql(&app, "UPDATE {s}.tb_session SET revoked_at = now(), revoked_reason = 'admin'").await;
-    refused_within(&app, &token, 401, "INVALID_TOKEN").await;
+    refused_within(&app, &token, 401, "INVALID_TOKEN", SOON).await;
 
     let (token, _) = cached_session(&app, "sql2@example.com").await;
     sql(&app, "UPDATE {s}.tb_user SET is_active = FALSE WHERE email = 'sql2@example.com'").await;
-    refused_within(&app, &token, 403, "ACCOUNT_DISABLED").await;
+    refused_within(&app, &token, 403, "ACCOUNT_DISABLED", SOON).await;
 
     let (token, _) = cached_session(&app, "sql3@example.com").await;
     sql(&app, "DELETE FROM {s}.tb_session WHERE revoked_at IS NULL").await;
-    refused_within(&app, &token, 401, "INVALID_TOKEN").await;
+    refused_within(&app, &token, 401, "INVALID_TOKEN", SOON).await;
 
     // Shortening a session's expiry is announced too (a later expiry, a rotation, is not).
     let (token, _) = cached_session(&app, "sql4@example.com").await;
     sql(&app, "UPDATE {s}.tb_session SET expires_at = '2000-01-01' WHERE revoked_at IS NULL").await;
-    refused_within(&app, &token, 401, "INVALID_TOKEN").await;
+    refused_within(&app, &token, 401, "INVALID_TOKEN", SOON).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_last_active_back_by_hand_reaches_the_cache() {
+    let app = TestApp::spawn_with(Backend::Postgres, &[("SESSION_IDLE_TIMEOUT_MINUTES", "30")]).await;
+    let (token, _) = cached_session(&app, "idle-sql@example.com").await;
+    // An operator ending idle sessions by hand: last_active moves backwards.
+    sql(&app, "UPDATE {s}.tb_session SET last_active = '2000-01-01'").await;
+    refused_within(&app, &token, 401, "INVALID_TOKEN", SOON).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_whose_triggers_are_disabled_is_not_cached() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let (token, _) = cached_session(&app, "restore@example.com").await;
+    // As `pg_restore --disable-triggers` would: the schema's changes are no longer announced.
+    sql(&app, "ALTER TABLE {s}.tb_user DISABLE TRIGGER tr_tb_user_cache_change").await;
+    let start = Instant::now();
+    loop {
+        let hits = stats(&app).hits;
+        app.me(&token).await.assert(200, "");
+        if stats(&app).hits == hits {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_millis(2600), "still cached {:?} after", start.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Unannounced now, yet seen at once: it is read from the database.
+    sql(&app, "UPDATE {s}.tb_user SET is_active = FALSE").await;
+    app.me(&token).await.assert(403, "ACCOUNT_DISABLED");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,13 +227,13 @@ async fn a_lost_listener_empties_the_cache_and_comes_back() {
     // Kill the listening connection, then revoke: the revocation's notification cannot reach it.
     sql(&app, &format!("SELECT pg_terminate_backend({pid})")).await;
     sql(&app, "UPDATE {s}.tb_session SET revoked_at = now(), revoked_reason = 'admin'").await;
-    refused_within(&app, &token, 401, "INVALID_TOKEN").await;
+    refused_within(&app, &token, 401, "INVALID_TOKEN", SOON).await;
 
     wait_for("a new listener", || pg(&app).session_cache_listener_pid().is_some_and(|p| p != pid)).await;
     wait_for("the cache to be live again", || stats(&app).live).await;
     let (token, _) = cached_session(&app, "back@example.com").await;
     sql(&app, "UPDATE {s}.tb_session SET revoked_at = now(), revoked_reason = 'admin' WHERE revoked_at IS NULL").await;
-    refused_within(&app, &token, 401, "INVALID_TOKEN").await;
+    refused_within(&app, &token, 401, "INVALID_TOKEN", SOON).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

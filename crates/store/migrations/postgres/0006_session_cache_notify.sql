@@ -6,7 +6,7 @@
 -- Triggers rather than application code, so a change made by hand (the troubleshooting guide's
 -- SQL, an operator's UPDATE) reaches the caches too.
 --
--- A refresh rotation (counter, rotated_at, last_active, a later expires_at) and a touch of
+-- A refresh rotation (counter, rotated_at, a later last_active and expires_at) and a touch of
 -- last_active announce nothing: a cached copy that lags on those can only be too strict, and the
 -- service re-reads the database before it refuses anything on a cached answer. Not announcing
 -- them keeps NOTIFY's commit-time lock (global, serialising) off the refresh path.
@@ -32,6 +32,7 @@ CREATE TRIGGER tr_tb_session_cache_update AFTER UPDATE ON tb_session FOR EACH RO
         ROW(NEW.pk_session, NEW.fk_user, NEW.token_family, NEW.created_at, NEW.revoked_at, NEW.revoked_reason,
             NEW.user_agent, NEW.ip_address)
         OR NEW.expires_at < OLD.expires_at
+        OR NEW.last_active < OLD.last_active
     )
     EXECUTE FUNCTION fraise_cache_notify('s', 'pk_session');
 
@@ -46,3 +47,12 @@ CREATE TRIGGER tr_tb_user_cache_change AFTER UPDATE OR DELETE ON tb_user FOR EAC
     EXECUTE FUNCTION fraise_cache_notify('u', 'pk_user');
 CREATE TRIGGER tr_tb_user_cache_truncate AFTER TRUNCATE ON tb_user FOR EACH STATEMENT
     EXECUTE FUNCTION fraise_cache_notify();
+
+-- ALWAYS: they fire in replica mode too (logical replication, session_replication_role =
+-- replica). The service caches a schema only while all five are enabled ALWAYS, so disabling one
+-- (by hand, or a restore with --disable-triggers) takes the schema out of every cache within 2 s.
+ALTER TABLE tb_session ENABLE ALWAYS TRIGGER tr_tb_session_cache_update;
+ALTER TABLE tb_session ENABLE ALWAYS TRIGGER tr_tb_session_cache_delete;
+ALTER TABLE tb_session ENABLE ALWAYS TRIGGER tr_tb_session_cache_truncate;
+ALTER TABLE tb_user ENABLE ALWAYS TRIGGER tr_tb_user_cache_change;
+ALTER TABLE tb_user ENABLE ALWAYS TRIGGER tr_tb_user_cache_truncate;

@@ -10,22 +10,32 @@
 //!
 //! The rules that keep it correct:
 //! - **Never serve while deaf.** An answer is served from the cache only while the listener is
-//!   connected and has heard this node's own heartbeat ([`PING_EVERY`]) sent less than
-//!   [`DEAF_AFTER`] ago. Notifications reach a listener in commit order, so hearing a heartbeat
-//!   proves every change committed before it was sent has been applied: a change committed more
-//!   than `DEAF_AFTER` ago is never contradicted by a cached answer, even when the listener's
-//!   connection dies silently. Normally the delay is the notification's latency (milliseconds).
+//!   connected and has heard this node's own heartbeat ([`PING_EVERY`], sent on a connection of
+//!   its own so a busy pool cannot silence it) sent less than [`DEAF_AFTER`] ago. Notifications
+//!   reach a listener in commit order, so hearing a heartbeat proves every change committed
+//!   before it was sent has been applied: a change committed more than `DEAF_AFTER` ago is never
+//!   contradicted by a cached answer, even when the listener's connection dies silently. Normally
+//!   the delay is the notification's latency (milliseconds). Anyone who can NOTIFY can send a
+//!   heartbeat-shaped payload, so one only counts if it claims a send time this node really
+//!   reached (no later than its latest heartbeat); a copy of a real one proves the same as the
+//!   original, since it was committed after it.
 //! - **Never insert what an invalidation overtook.** Every invalidation bumps an epoch under the
 //!   lock; a reader notes the epoch before its database read and inserts only if it is unchanged
 //!   (checked under the same lock). So a read that raced a change is not cached.
 //! - **Invalidate locally after commit.** A write on this node drops its entries itself once it
-//!   committed, so this node never serves its own stale answer, without waiting for the
+//!   committed ([`SessionCache::after_write`], a guard that also fires if the request is cancelled
+//!   after the commit), so this node never serves its own stale answer, without waiting for the
 //!   notification.
 //! - **Forget on reconnect.** Whatever was announced while the listener was away is unknown: the
-//!   cache is emptied whenever the listener connects, disconnects or stops hearing itself.
+//!   cache is emptied whenever the listener connects or disconnects, and after connecting it
+//!   serves nothing until it has heard a heartbeat through the new connection (a pooler that
+//!   swallows LISTEN, for instance, keeps it off).
+//! - **Only sessions that can be served.** Revoked sessions and disabled users are not stored,
+//!   nor users that take more than [`MAX_USER_BYTES`] in memory (a large `metadata`): the memory
+//!   stays bounded by `capacity` entries of bounded size.
 //! - Entries also expire after [`ENTRY_TTL`], and the cache empties itself when full.
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -33,7 +43,7 @@ use chrono::{DateTime, Utc};
 use fraise_core::model::{Session, User};
 use fraise_core::store::SessionCacheStats;
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use uuid::Uuid;
 
 /// The notification channel (migration 0006 names it too).
@@ -47,6 +57,8 @@ const DEAF_AFTER: Duration = Duration::from_secs(2);
 const RECONNECT_AFTER: Duration = Duration::from_secs(5);
 /// The longest any entry is served.
 const ENTRY_TTL: Duration = Duration::from_secs(30);
+/// Users estimated to take more than this in memory are not cached (see [`approx_bytes`]).
+const MAX_USER_BYTES: usize = 4096;
 
 struct Entry {
     schema: Box<str>,
@@ -91,9 +103,19 @@ pub struct SessionCache {
     epoch: AtomicU64,
     /// Entries at most; 0 until [`SessionCache::start`] (the cache is then off).
     capacity: AtomicUsize,
-    /// When this node's latest heartbeat that the listener heard was sent, in milliseconds since
-    /// `base`, plus one; 0 while the listener is not connected.
+    /// Whether the listener is connected (and LISTENing).
+    connected: AtomicBool,
+    /// When it last connected, in milliseconds since `base`, plus one.
+    connected_at: AtomicU64,
+    /// When this node's latest heartbeat that the listener heard since it connected was sent, in
+    /// milliseconds since `base`, plus one; 0 when none was.
     heard: AtomicU64,
+    /// When this node's latest heartbeat was sent (milliseconds since `base`): no genuine
+    /// heartbeat claims a later time.
+    last_sent: AtomicU64,
+    /// Test hook: while set, the listener applies nothing (a stalled connection, as seen from
+    /// here).
+    hold: AtomicBool,
     base: Instant,
     /// Tells this node's heartbeats from other nodes'.
     node: Uuid,
@@ -115,7 +137,11 @@ impl Default for SessionCache {
             inner: Mutex::default(),
             epoch: AtomicU64::new(0),
             capacity: AtomicUsize::new(0),
+            connected: AtomicBool::new(false),
+            connected_at: AtomicU64::new(0),
             heard: AtomicU64::new(0),
+            last_sent: AtomicU64::new(0),
+            hold: AtomicBool::new(false),
             base: Instant::now(),
             node: Uuid::new_v4(),
             hits: AtomicU64::new(0),
@@ -143,6 +169,7 @@ impl SessionCache {
     pub(crate) fn live(&self) -> bool {
         let heard = self.heard.load(Ordering::Acquire);
         heard != 0
+            && self.connected.load(Ordering::Acquire)
             && self.capacity.load(Ordering::Relaxed) > 0
             && self.millis().saturating_sub(heard - 1) < DEAF_AFTER.as_millis() as u64
     }
@@ -180,7 +207,7 @@ impl SessionCache {
     /// Stores an answer read from the database after [`SessionCache::epoch`] returned `epoch`,
     /// unless an invalidation came in between.
     pub(crate) fn insert(&self, schema: &str, epoch: u64, session: Session, user: User) {
-        if !self.live() {
+        if !self.live() || session.revoked_at.is_some() || !user.is_active || approx_bytes(&user) > MAX_USER_BYTES {
             return;
         }
         let mut inner = self.lock();
@@ -198,6 +225,12 @@ impl SessionCache {
             Entry { schema: schema.into(), value: Arc::new((session, user)), last_active, inserted: Instant::now() },
         );
         inner.by_user.entry(user_id).or_default().push(id);
+    }
+
+    /// A guard that invalidates `target` when dropped: create it before a write, so the
+    /// invalidation runs after the commit, or when the request is cancelled at any point.
+    pub(crate) fn after_write(&self, target: Target) -> AfterWrite<'_> {
+        AfterWrite { cache: self, target }
     }
 
     /// Drops session `id` and bars racing inserts.
@@ -257,25 +290,30 @@ impl SessionCache {
         if Uuid::parse_str(node).ok() != Some(self.node) {
             return;
         }
-        if let Ok(sent) = sent.parse::<u64>() {
-            // Only while connected (a heartbeat buffered before a disconnect must not revive it).
-            let _ =
-                self.heard.fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| (h != 0).then_some(h.max(sent + 1)));
+        let Ok(sent) = sent.parse::<u64>() else { return };
+        // A claim later than this node's latest heartbeat is forged; and a heartbeat buffered
+        // before a disconnect must not revive the cache.
+        if sent > self.last_sent.load(Ordering::Acquire) || !self.connected.load(Ordering::Acquire) {
+            return;
         }
+        self.heard.fetch_max(sent.saturating_add(1), Ordering::AcqRel);
     }
 
     fn connected(&self) {
         let mut inner = self.lock();
         self.epoch.fetch_add(1, Ordering::AcqRel);
         inner.clear();
-        // Live from now: nothing announced before LISTEN took effect can be in the (empty) cache,
-        // and every insert from now on noted an epoch after this bump.
-        self.heard.store(self.millis() + 1, Ordering::Release);
+        // Nothing announced before LISTEN took effect can be in the (empty) cache, and every
+        // insert from now on noted an epoch after this bump. Live once a heartbeat is heard.
+        self.heard.store(0, Ordering::Release);
+        self.connected_at.store(self.millis() + 1, Ordering::Release);
+        self.connected.store(true, Ordering::Release);
     }
 
     fn disconnected(&self) {
         let mut inner = self.lock();
         self.listener_pid.store(0, Ordering::Release);
+        self.connected.store(false, Ordering::Release);
         self.heard.store(0, Ordering::Release);
         self.epoch.fetch_add(1, Ordering::AcqRel);
         inner.clear();
@@ -298,7 +336,15 @@ impl SessionCache {
     }
 
     fn heartbeat_payload(&self) -> String {
-        format!("p{}:{}", self.node, self.millis())
+        let now = self.millis();
+        self.last_sent.fetch_max(now, Ordering::AcqRel);
+        format!("p{}:{now}", self.node)
+    }
+
+    /// Test hook: `true` makes the listener stop applying notifications (and heartbeats) until
+    /// `false`, as if its connection had stalled.
+    pub(crate) fn hold(&self, hold: bool) {
+        self.hold.store(hold, Ordering::Release);
     }
 
     /// The listening connection's server process id, if connected.
@@ -315,27 +361,84 @@ impl SessionCache {
         }
     }
 
-    /// Turns the cache on with room for `capacity` entries: spawns the listener (on `listen`, a
-    /// pool of its own) and the heartbeat (on `pool`). Both stop once the cache is dropped. A
-    /// second call only changes the capacity.
-    pub(crate) fn start(self: &Arc<Self>, capacity: usize, pool: PgPool, listen: PgPool) {
-        if capacity == 0 || self.capacity.swap(capacity, Ordering::AcqRel) != 0 {
+    /// Turns the cache on with room for `capacity` entries: spawns the listener and the heartbeat,
+    /// each on a connection of its own to `options`. Both stop once the cache is dropped. A
+    /// second call does nothing.
+    pub(crate) fn start(self: &Arc<Self>, capacity: usize, options: PgConnectOptions) {
+        if capacity == 0 || self.capacity.compare_exchange(0, capacity, Ordering::AcqRel, Ordering::Acquire).is_err() {
             return;
         }
-        tokio::spawn(listen_loop(Arc::downgrade(self), listen));
-        tokio::spawn(heartbeat_loop(Arc::downgrade(self), pool));
+        tokio::spawn(heartbeat_loop(Arc::downgrade(self), one_connection(&options)));
+        tokio::spawn(listen_loop(Arc::downgrade(self), options));
     }
 }
 
-/// The schemas whose `tb_user` and `tb_session` carry migration 0006's triggers.
+/// A lazy pool of one connection.
+fn one_connection(options: &PgConnectOptions) -> PgPool {
+    PgPoolOptions::new()
+        .min_connections(0)
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options.clone())
+}
+
+/// What an [`AfterWrite`] guard invalidates.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Target {
+    Session(Uuid),
+    User(Uuid),
+    All,
+}
+
+/// Invalidates its target when dropped (see [`SessionCache::after_write`]).
+pub(crate) struct AfterWrite<'a> {
+    cache: &'a SessionCache,
+    target: Target,
+}
+
+impl Drop for AfterWrite<'_> {
+    fn drop(&mut self) {
+        match self.target {
+            Target::Session(id) => self.cache.invalidate_session(id),
+            Target::User(id) => self.cache.invalidate_user(id),
+            Target::All => self.cache.flush(),
+        }
+    }
+}
+
+/// A rough count of the heap bytes `user` takes (strings, arrays, and `metadata`'s tree).
+fn approx_bytes(user: &User) -> usize {
+    fn json(v: &serde_json::Value) -> usize {
+        const NODE: usize = std::mem::size_of::<serde_json::Value>();
+        NODE + match v {
+            serde_json::Value::String(s) => s.len(),
+            serde_json::Value::Array(a) => a.iter().map(json).sum(),
+            serde_json::Value::Object(o) => o.iter().map(|(k, v)| k.len() + NODE + json(v)).sum(),
+            _ => 0,
+        }
+    }
+    let strings = |v: &[String]| v.iter().map(|s| s.len() + 24).sum::<usize>();
+    user.email.len()
+        + user.password_hash.len()
+        + user.name.as_ref().map_or(0, String::len)
+        + strings(&user.roles)
+        + strings(&user.permissions)
+        + json(&user.metadata)
+}
+
+/// The schemas whose `tb_user` and `tb_session` carry all five of migration 0006's triggers,
+/// enabled ALWAYS (so they fire in replica mode too; a trigger disabled by hand, or by a restore
+/// with `--disable-triggers`, takes its schema out of the cache).
 const ANNOUNCING_SCHEMAS: &str = "SELECT n.nspname::text FROM pg_trigger t \
      JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-     WHERE t.tgname IN ('tr_tb_session_cache_update', 'tr_tb_session_cache_delete', 'tr_tb_user_cache_change') \
-       AND NOT t.tgisinternal AND t.tgenabled <> 'D' \
-     GROUP BY n.nspname HAVING count(*) = 3";
+     WHERE t.tgname IN ('tr_tb_session_cache_update', 'tr_tb_session_cache_delete', 'tr_tb_session_cache_truncate', \
+                        'tr_tb_user_cache_change', 'tr_tb_user_cache_truncate') \
+       AND NOT t.tgisinternal AND t.tgenabled = 'A' \
+     GROUP BY n.nspname HAVING count(*) = 5";
 
-/// How often the set of announcing schemas is read again (a tenant migrated meanwhile).
-const SCHEMAS_EVERY: u32 = 20;
+/// How often (in heartbeats) the set of announcing schemas is read again: a tenant migrated, a
+/// schema dropped or a trigger disabled by hand is noticed within [`DEAF_AFTER`].
+const SCHEMAS_EVERY: u32 = 4;
 
 async fn heartbeat_loop(cache: Weak<SessionCache>, pool: PgPool) {
     let mut tick = tokio::time::interval(PING_EVERY);
@@ -360,10 +463,13 @@ async fn heartbeat_loop(cache: Weak<SessionCache>, pool: PgPool) {
     }
 }
 
-async fn listen_loop(cache: Weak<SessionCache>, pool: PgPool) {
+async fn listen_loop(cache: Weak<SessionCache>, options: PgConnectOptions) {
     let mut backoff = Duration::from_millis(100);
     while cache.strong_count() > 0 {
-        let failed = listen_once(&cache, &pool, &mut backoff).await;
+        // A pool per attempt: dropping a listener hands its connection back to its pool after an
+        // UNLISTEN, which on a stalled connection waits for TCP to give up (minutes); the next
+        // attempt must not queue behind it.
+        let failed = listen_once(&cache, &one_connection(&options), &mut backoff).await;
         if let Some(c) = cache.upgrade() {
             c.disconnected();
             tracing::warn!(error = %failed, retry_in_ms = backoff.as_millis() as u64,
@@ -392,16 +498,30 @@ async fn listen_once(cache: &Weak<SessionCache>, pool: &PgPool, backoff: &mut Du
     let Some(c) = cache.upgrade() else { return sqlx::Error::PoolClosed };
     c.connected();
     c.listener_pid.store(pid, Ordering::Release);
+    // A first heartbeat through this very connection: the cache is live once it comes back.
+    let first = sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(c.heartbeat_payload());
     drop(c);
+    if let Err(e) = first.execute(&mut listener).await {
+        return e;
+    }
     *backoff = Duration::from_millis(100);
     tracing::info!("session cache listening for changes");
+    // One timer for the connection's life: notifications do not reset it.
+    let deaf = deaf(cache);
+    tokio::pin!(deaf);
     loop {
         // `try_recv` is only ever cancelled when the listener is dropped right after.
         let got = tokio::select! {
             got = listener.try_recv() => got,
-            () = deaf(cache) => return sqlx::Error::Protocol("heard nothing of its own heartbeat".into()),
+            () = &mut deaf => return sqlx::Error::Protocol("heard nothing of its own heartbeat".into()),
         };
         let Some(c) = cache.upgrade() else { return sqlx::Error::PoolClosed };
+        while c.hold.load(Ordering::Acquire) {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(10)) => {}
+                () = &mut deaf => return sqlx::Error::Protocol("heard nothing of its own heartbeat".into()),
+            }
+        }
         match got {
             Ok(Some(n)) => c.apply(n.payload()),
             Ok(None) => return sqlx::Error::Protocol("connection lost".into()),
@@ -416,7 +536,7 @@ async fn deaf(cache: &Weak<SessionCache>) {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let Some(c) = cache.upgrade() else { return };
-        let heard = c.heard.load(Ordering::Acquire);
+        let heard = c.heard.load(Ordering::Acquire).max(c.connected_at.load(Ordering::Acquire));
         if c.millis().saturating_sub(heard.saturating_sub(1)) > RECONNECT_AFTER.as_millis() as u64 {
             return;
         }
@@ -463,11 +583,17 @@ mod tests {
         (session, user)
     }
 
+    /// What the listener does on connecting: LISTEN, then hear its first heartbeat.
+    fn connect(c: &SessionCache) {
+        c.connected();
+        c.apply(&c.heartbeat_payload());
+    }
+
     fn live_cache() -> SessionCache {
         let c = SessionCache::default();
         c.capacity.store(4, Ordering::Relaxed);
         c.set_announcing(vec!["a".into(), "b".into()]);
-        c.connected();
+        connect(&c);
         c
     }
 
@@ -481,6 +607,9 @@ mod tests {
         c.insert("a", c.epoch(), s.clone(), u.clone());
         assert!(c.get("a", id).is_none());
         c.connected();
+        c.insert("a", c.epoch(), s.clone(), u.clone());
+        assert!(c.get("a", id).is_none(), "connected, but no heartbeat heard through it yet");
+        c.apply(&c.heartbeat_payload());
         c.insert("a", c.epoch(), s, u);
         assert!(c.get("a", id).is_some());
         c.disconnected();
@@ -543,6 +672,43 @@ mod tests {
     }
 
     #[test]
+    fn sessions_that_cannot_be_served_and_large_users_are_not_stored() {
+        let c = live_cache();
+        let (mut s, u) = pair(Uuid::new_v4());
+        s.revoked_at = Some(Utc::now());
+        c.insert("a", c.epoch(), s.clone(), u.clone());
+        assert_eq!(c.stats().entries, 0, "revoked");
+        s.revoked_at = None;
+        let mut off = u.clone();
+        off.is_active = false;
+        c.insert("a", c.epoch(), s.clone(), off);
+        assert_eq!(c.stats().entries, 0, "disabled user");
+        let mut big = u.clone();
+        big.metadata = serde_json::json!({ "a": vec![0; 200] });
+        c.insert("a", c.epoch(), s.clone(), big);
+        assert_eq!(c.stats().entries, 0, "a 200-element array takes more than {MAX_USER_BYTES} bytes parsed");
+        c.insert("a", c.epoch(), s, u);
+        assert_eq!(c.stats().entries, 1);
+    }
+
+    #[test]
+    fn the_write_guard_invalidates_when_dropped_however_the_write_ends() {
+        let c = live_cache();
+        let (s, u) = pair(Uuid::new_v4());
+        let (id, user) = (s.id.0, u.id);
+        for target in [Target::Session(id), Target::User(user), Target::All] {
+            c.insert("a", c.epoch(), s.clone(), u.clone());
+            let before = c.epoch();
+            {
+                let _guard = c.after_write(target);
+                assert!(c.get("a", id).is_some(), "nothing happens before the write ends");
+            }
+            assert!(c.get("a", id).is_none(), "{target:?}");
+            assert_ne!(c.epoch(), before);
+        }
+    }
+
+    #[test]
     fn a_full_cache_empties_and_touches_move_last_active_forward() {
         let c = live_cache();
         let ids: Vec<Uuid> = (0..5)
@@ -573,6 +739,11 @@ mod tests {
         assert!(!c.live());
         c.apply(&format!("p{}:{}", Uuid::new_v4(), c.millis()));
         assert!(!c.live(), "another node's heartbeat proves nothing about this listener");
+        // Anyone may NOTIFY: a heartbeat claiming a time this node has not sent at is forged.
+        for forged in [c.millis() + 60_000, u64::MAX - 1, u64::MAX] {
+            c.apply(&format!("p{}:{forged}", c.node));
+            assert!(!c.live(), "forged heartbeat at {forged} accepted");
+        }
         c.apply(&c.heartbeat_payload());
         assert!(c.live());
         c.disconnected();

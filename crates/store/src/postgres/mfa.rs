@@ -8,6 +8,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::PgStore;
+use super::cache::Target;
 use crate::errors::map;
 
 #[async_trait]
@@ -55,6 +56,7 @@ impl MfaStore for PgStore {
         recovery: &[[u8; 32]],
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        let _after = self.cache.after_write(Target::User(user));
         let mut tx = self.pool.begin().await.map_err(map)?;
         let done = sqlx::query(self.sql(
             "UPDATE {s}.tb_mfa_totp SET confirmed_at = $3, last_step = $4 \
@@ -94,10 +96,7 @@ impl MfaStore for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(map)?;
-        let committed = tx.commit().await;
-        // After commit: a reader racing the change must not cache the user as it was.
-        self.cache.invalidate_user(user);
-        committed.map_err(map)?;
+        tx.commit().await.map_err(map)?;
         Ok(true)
     }
 
@@ -140,6 +139,7 @@ impl MfaStore for PgStore {
     }
 
     async fn remove_totp(&self, user: Uuid, _now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let _after = self.cache.after_write(Target::User(user));
         let mut tx = self.pool.begin().await.map_err(map)?;
         let removed = sqlx::query(
             self.sql("DELETE FROM {s}.tb_mfa_totp WHERE fk_user = $1 RETURNING confirmed_at IS NOT NULL AS confirmed"),
@@ -164,14 +164,12 @@ impl MfaStore for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(map)?;
-        let committed = tx.commit().await;
-        // After commit: a reader racing the change must not cache the user as it was.
-        self.cache.invalidate_user(user);
-        committed.map_err(map)?;
+        tx.commit().await.map_err(map)?;
         Ok(confirmed)
     }
 
     async fn reset_mfa(&self, user: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let _after = self.cache.after_write(Target::User(user));
         let mut tx = self.pool.begin().await.map_err(map)?;
         let found = sqlx::query(self.sql("UPDATE {s}.tb_user SET mfa_methods = 0, updated_at = $2 WHERE pk_user = $1"))
             .bind(user)
@@ -192,10 +190,7 @@ impl MfaStore for PgStore {
         ] {
             sqlx::query(self.sql(template)).bind(user).execute(&mut *tx).await.map_err(map)?;
         }
-        let committed = tx.commit().await;
-        // After commit: a reader racing the change must not cache the user as it was.
-        self.cache.invalidate_user(user);
-        committed.map_err(map)?;
+        tx.commit().await.map_err(map)?;
         Ok(true)
     }
 

@@ -19,7 +19,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, PgPool, Row};
 use uuid::Uuid;
 
-use self::cache::SessionCache;
+use self::cache::{SessionCache, Target};
 use crate::MigrationReport;
 use crate::errors::map;
 
@@ -197,12 +197,14 @@ impl PgStore {
     /// Must run inside a Tokio runtime; the background tasks end when the last store sharing the
     /// cache is dropped.
     pub fn start_session_cache(&self, capacity: usize) {
-        let listen = PgPoolOptions::new()
-            .min_connections(0)
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy_with(self.options.clone());
-        self.cache.start(capacity, self.pool.clone(), listen);
+        self.cache.start(capacity, self.options.clone());
+    }
+
+    /// Test hook: `true` makes the session cache's listener stop applying notifications until
+    /// `false`, as a stalled connection would (the cache stops answering within 2 s).
+    #[doc(hidden)]
+    pub fn hold_session_cache_listener(&self, hold: bool) {
+        self.cache.hold(hold);
     }
 
     /// The server process id of the session cache's listening connection (`pg_stat_activity.pid`),
@@ -367,20 +369,20 @@ impl UserStore for PgStore {
     }
 
     async fn set_password_hash(&self, id: Uuid, hash: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let done = self.write_hash(&self.pool, id, hash, now).await;
-        self.cache.invalidate_user(id);
-        done
+        let _after = self.cache.after_write(Target::User(id));
+        self.write_hash(&self.pool, id, hash, now).await
     }
 
     async fn set_active(&self, id: Uuid, active: bool, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let _after = self.cache.after_write(Target::User(id));
         let done = sqlx::query(self.sql("UPDATE {s}.tb_user SET is_active = $2, updated_at = $3 WHERE pk_user = $1"))
             .bind(id)
             .bind(active)
             .bind(now)
             .execute(&self.pool)
-            .await;
-        self.cache.invalidate_user(id);
-        Ok(done.map_err(map)?.rows_affected() == 1)
+            .await
+            .map_err(map)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn set_password(
@@ -391,6 +393,7 @@ impl UserStore for PgStore {
         reason: RevokeReason,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
+        let _after = self.cache.after_write(Target::User(id));
         let mut tx = self.pool.begin().await.map_err(map)?;
         self.write_hash(&mut *tx, id, hash, now).await?;
         let revoked = self.revoke_all(&mut *tx, id, keep, reason, now).await?;
@@ -408,9 +411,7 @@ impl UserStore for PgStore {
         {
             sqlx::query(self.sql(template)).bind(id).execute(&mut *tx).await.map_err(map)?;
         }
-        let committed = tx.commit().await;
-        self.cache.invalidate_user(id);
-        committed.map_err(map)?;
+        tx.commit().await.map_err(map)?;
         Ok(revoked)
     }
 
@@ -421,6 +422,7 @@ impl UserStore for PgStore {
         metadata: Option<serde_json::Value>,
         now: DateTime<Utc>,
     ) -> Result<Option<User>, StoreError> {
+        let _after = self.cache.after_write(Target::User(id));
         let row = sqlx::query(self.sql(
             "UPDATE {s}.tb_user AS uu SET name = CASE WHEN $2 THEN $3 ELSE uu.name END, \
              metadata = COALESCE($4, uu.metadata), updated_at = $5 WHERE uu.pk_user = $1 RETURNING {user_cols}",
@@ -431,24 +433,26 @@ impl UserStore for PgStore {
         .bind(metadata)
         .bind(now)
         .fetch_optional(&self.pool)
-        .await;
-        self.cache.invalidate_user(id);
-        row.map_err(map)?.as_ref().map(user_from).transpose()
+        .await
+        .map_err(map)?;
+        row.as_ref().map(user_from).transpose()
     }
 
     async fn set_email_verified(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<User>, StoreError> {
+        let _after = self.cache.after_write(Target::User(id));
         let row = sqlx::query(self.sql(
             "UPDATE {s}.tb_user AS uu SET email_verified = TRUE, updated_at = $2 WHERE uu.pk_user = $1 RETURNING {user_cols}",
         ))
         .bind(id)
         .bind(now)
         .fetch_optional(&self.pool)
-        .await;
-        self.cache.invalidate_user(id);
-        row.map_err(map)?.as_ref().map(user_from).transpose()
+        .await
+        .map_err(map)?;
+        row.as_ref().map(user_from).transpose()
     }
 
     async fn set_roles(&self, id: Uuid, roles: &[String], now: DateTime<Utc>) -> Result<Option<User>, StoreError> {
+        let _after = self.cache.after_write(Target::User(id));
         let row = sqlx::query(self.sql(
             "UPDATE {s}.tb_user AS uu SET roles = $2, updated_at = $3 WHERE uu.pk_user = $1 RETURNING {user_cols}",
         ))
@@ -456,9 +460,9 @@ impl UserStore for PgStore {
         .bind(roles)
         .bind(now)
         .fetch_optional(&self.pool)
-        .await;
-        self.cache.invalidate_user(id);
-        row.map_err(map)?.as_ref().map(user_from).transpose()
+        .await
+        .map_err(map)?;
+        row.as_ref().map(user_from).transpose()
     }
 
     async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<User>, StoreError> {
@@ -645,6 +649,7 @@ impl SessionStore for PgStore {
         reason: RevokeReason,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        let _after = self.cache.after_write(Target::Session(id.0));
         let done = sqlx::query(self.sql(
             "UPDATE {s}.tb_session SET revoked_at = $3, revoked_reason = $4 \
              WHERE pk_session = $1 AND fk_user = $2 AND revoked_at IS NULL AND expires_at > $3",
@@ -654,9 +659,9 @@ impl SessionStore for PgStore {
         .bind(now)
         .bind(reason.as_str())
         .execute(&self.pool)
-        .await;
-        self.cache.invalidate_session(id.0);
-        Ok(done.map_err(map)?.rows_affected() == 1)
+        .await
+        .map_err(map)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn revoke_session(
@@ -665,6 +670,7 @@ impl SessionStore for PgStore {
         reason: RevokeReason,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        let _after = self.cache.after_write(Target::Session(id.0));
         let done = sqlx::query(self.sql(
             "UPDATE {s}.tb_session SET revoked_at = $2, revoked_reason = $3 WHERE pk_session = $1 AND revoked_at IS NULL",
         ))
@@ -672,9 +678,9 @@ impl SessionStore for PgStore {
         .bind(now)
         .bind(reason.as_str())
         .execute(&self.pool)
-        .await;
-        self.cache.invalidate_session(id.0);
-        Ok(done.map_err(map)?.rows_affected() == 1)
+        .await
+        .map_err(map)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn revoke_user_sessions(
@@ -684,9 +690,8 @@ impl SessionStore for PgStore {
         reason: RevokeReason,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let done = self.revoke_all(&self.pool, user, keep, reason, now).await;
-        self.cache.invalidate_user(user);
-        done
+        let _after = self.cache.after_write(Target::User(user));
+        self.revoke_all(&self.pool, user, keep, reason, now).await
     }
 }
 

@@ -158,6 +158,7 @@ impl TenantAdmin for PgTenants {
     }
 
     async fn drop_tenant(&self, name: &TenantName) -> Result<(), TenantError> {
+        let _after = self.control.cache.after_write(super::cache::Target::All);
         let mut tx = self.control.pool.begin().await.map_err(map)?;
         let gone = sqlx::query(self.control.sql("DELETE FROM {s}.tb_tenant WHERE name = $1"))
             .bind(name.as_str())
@@ -178,9 +179,7 @@ impl TenantAdmin for PgTenants {
             .map_err(map)?;
         // Dropping a schema fires no row trigger: tell every node's session cache by hand.
         sqlx::query("SELECT pg_notify($1, '*')").bind(super::cache::CHANNEL).execute(&mut *tx).await.map_err(map)?;
-        let committed = tx.commit().await;
-        self.control.cache.flush();
-        committed.map_err(map)?;
+        tx.commit().await.map_err(map)?;
         Ok(())
     }
 }

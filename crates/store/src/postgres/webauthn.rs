@@ -9,6 +9,7 @@ use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use super::PgStore;
+use super::cache::Target;
 use crate::errors::map;
 
 fn passkey_from(row: &PgRow) -> Result<PasskeyRecord, StoreError> {
@@ -65,6 +66,7 @@ impl PgStore {
 #[async_trait]
 impl PasskeyStore for PgStore {
     async fn insert_passkey(&self, p: PasskeyRecord) -> Result<(), StoreError> {
+        let _after = self.cache.after_write(Target::User(p.user_id));
         let mut tx = self.pool.begin().await.map_err(map)?;
         // No user row: the INSERT's foreign key refuses it below.
         self.lock_user(&mut tx, p.user_id).await?;
@@ -85,10 +87,7 @@ impl PasskeyStore for PgStore {
         .await
         .map_err(map)?;
         self.sync_webauthn_bit(&mut tx, p.user_id, p.created_at).await?;
-        let committed = tx.commit().await;
-        // After commit: a reader racing the change must not cache the user as it was.
-        self.cache.invalidate_user(p.user_id);
-        committed.map_err(map)
+        tx.commit().await.map_err(map)
     }
 
     async fn passkeys(&self, user: Uuid) -> Result<Vec<PasskeyRecord>, StoreError> {
@@ -116,6 +115,7 @@ impl PasskeyStore for PgStore {
     }
 
     async fn delete_passkey(&self, user: Uuid, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let _after = self.cache.after_write(Target::User(user));
         let mut tx = self.pool.begin().await.map_err(map)?;
         if !self.lock_user(&mut tx, user).await? {
             return Ok(false);
@@ -132,10 +132,7 @@ impl PasskeyStore for PgStore {
             return Ok(false);
         }
         self.sync_webauthn_bit(&mut tx, user, now).await?;
-        let committed = tx.commit().await;
-        // After commit: a reader racing the change must not cache the user as it was.
-        self.cache.invalidate_user(user);
-        committed.map_err(map)?;
+        tx.commit().await.map_err(map)?;
         Ok(true)
     }
 
