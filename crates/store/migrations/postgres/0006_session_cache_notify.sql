@@ -1,7 +1,8 @@
 -- Every node may keep a process-local cache of the bearer path's (session, user) answer. It stays
 -- correct across nodes because every change that could make a cached answer too lenient is
 -- announced on the channel fraise_auth_cache, which each node LISTENs to (see the store's
--- postgres/cache.rs). Payloads: 's' || session id, 'u' || user id, '*' (forget everything).
+-- postgres/cache.rs). Payloads: 's' || session id, 'u' || user id, '*' || schema (forget that
+-- schema's sessions).
 --
 -- Triggers rather than application code, so a change made by hand (the troubleshooting guide's
 -- SQL, an operator's UPDATE) reaches the caches too.
@@ -12,13 +13,14 @@
 -- them keeps NOTIFY's commit-time lock (global, serialising) off the refresh path.
 
 -- One function for every trigger below. Row triggers announce TG_ARGV[0] (the kind) followed by
--- the old row's TG_ARGV[1] column (its id); statement triggers (TRUNCATE) announce '*'.
+-- the old row's TG_ARGV[1] column (its id); statement triggers (TRUNCATE) announce '*' and the
+-- schema.
 CREATE FUNCTION fraise_cache_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_LEVEL = 'ROW' THEN
         PERFORM pg_notify('fraise_auth_cache', TG_ARGV[0] || (to_jsonb(OLD) ->> TG_ARGV[1]));
     ELSE
-        PERFORM pg_notify('fraise_auth_cache', '*');
+        PERFORM pg_notify('fraise_auth_cache', '*' || TG_TABLE_SCHEMA);
     END IF;
     RETURN NULL;
 END

@@ -174,9 +174,12 @@ impl SessionCache {
             && self.millis().saturating_sub(heard - 1) < DEAF_AFTER.as_millis() as u64
     }
 
-    /// The epoch a reader notes before its database read, for [`SessionCache::insert`].
-    pub(crate) fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::Acquire)
+    /// What a reader of `schema` notes before its database read, for [`SessionCache::insert`]:
+    /// the epoch, or `None` when the schema does not announce its changes (yet), whose rows must
+    /// not be cached even if its triggers appear while the read runs.
+    pub(crate) fn ticket(&self, schema: &str) -> Option<u64> {
+        let inner = self.lock();
+        inner.announcing.contains(schema).then(|| self.epoch.load(Ordering::Acquire))
     }
 
     /// The cached answer for session `id` of `schema`, if one may be served.
@@ -204,7 +207,7 @@ impl SessionCache {
         Some((session, user))
     }
 
-    /// Stores an answer read from the database after [`SessionCache::epoch`] returned `epoch`,
+    /// Stores an answer read from the database after [`SessionCache::ticket`] returned `epoch`,
     /// unless an invalidation came in between.
     pub(crate) fn insert(&self, schema: &str, epoch: u64, session: Session, user: User) {
         if !self.live() || session.revoked_at.is_some() || !user.is_active || approx_bytes(&user) > MAX_USER_BYTES {
@@ -256,6 +259,16 @@ impl SessionCache {
         inner.clear();
     }
 
+    /// Drops every session of `schema` and bars racing inserts.
+    fn flush_schema(&self, schema: &str) {
+        let mut inner = self.lock();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let gone: Vec<Uuid> = inner.sessions.iter().filter(|(_, e)| &*e.schema == schema).map(|(id, _)| *id).collect();
+        for id in gone {
+            inner.remove_session(id);
+        }
+    }
+
     /// Drops session `id` without barring inserts: for changes that only make a cached answer too
     /// strict (a rotation), where a racing insert of the older row is harmless.
     pub(crate) fn forget(&self, id: Uuid) {
@@ -278,6 +291,8 @@ impl SessionCache {
             (Some('s'), Ok(id)) => self.invalidate_session(id),
             (Some('u'), Ok(id)) => self.invalidate_user(id),
             (Some('p'), _) => self.heartbeat(rest),
+            // '*' and a schema: that schema's tables were truncated or dropped.
+            (Some('*'), _) if !rest.is_empty() => self.flush_schema(rest),
             // "*", and anything this version does not know: forgetting everything is always safe.
             _ => self.flush(),
         }
@@ -323,13 +338,10 @@ impl SessionCache {
     fn set_announcing(&self, schemas: Vec<String>) {
         let mut inner = self.lock();
         let now: HashSet<Box<str>> = schemas.into_iter().map(String::into_boxed_str).collect();
-        if now == inner.announcing {
-            return;
-        }
-        // A read that began before a schema's triggers existed may have missed a change: bar it.
-        self.epoch.fetch_add(1, Ordering::AcqRel);
-        // A schema that stopped announcing (its triggers dropped) loses its entries.
+        // A schema that stopped announcing (its triggers dropped) loses its entries. One that
+        // starts needs nothing: a read that began before it did holds no ticket.
         if inner.announcing.iter().any(|s| !now.contains(s)) {
+            self.epoch.fetch_add(1, Ordering::AcqRel);
             inner.clear();
         }
         inner.announcing = now;
@@ -583,6 +595,13 @@ mod tests {
         (session, user)
     }
 
+    /// A reader's whole round: ticket, (database read), insert.
+    fn put(c: &SessionCache, schema: &str, s: Session, u: User) {
+        if let Some(t) = c.ticket(schema) {
+            c.insert(schema, t, s, u);
+        }
+    }
+
     /// What the listener does on connecting: LISTEN, then hear its first heartbeat.
     fn connect(c: &SessionCache) {
         c.connected();
@@ -604,13 +623,13 @@ mod tests {
         c.set_announcing(vec!["a".into()]);
         let (s, u) = pair(Uuid::new_v4());
         let id = s.id.0;
-        c.insert("a", c.epoch(), s.clone(), u.clone());
+        put(&c, "a", s.clone(), u.clone());
         assert!(c.get("a", id).is_none());
         c.connected();
-        c.insert("a", c.epoch(), s.clone(), u.clone());
+        put(&c, "a", s.clone(), u.clone());
         assert!(c.get("a", id).is_none(), "connected, but no heartbeat heard through it yet");
         c.apply(&c.heartbeat_payload());
-        c.insert("a", c.epoch(), s, u);
+        put(&c, "a", s, u);
         assert!(c.get("a", id).is_some());
         c.disconnected();
         assert!(c.get("a", id).is_none());
@@ -628,12 +647,12 @@ mod tests {
             &|c: &SessionCache| c.flush(),
             &|c: &SessionCache| c.apply("*"),
         ] {
-            let before = c.epoch();
+            let before = c.ticket("a").unwrap();
             invalidate(&c);
             c.insert("a", before, s.clone(), u.clone());
             assert!(c.get("a", id).is_none());
         }
-        c.insert("a", c.epoch(), s, u);
+        put(&c, "a", s, u);
         assert!(c.get("a", id).is_some());
     }
 
@@ -644,8 +663,8 @@ mod tests {
         let (s1, u1) = pair(user);
         let (s2, u2) = pair(user);
         let (id1, id2) = (s1.id.0, s2.id.0);
-        c.insert("a", c.epoch(), s1, u1);
-        c.insert("a", c.epoch(), s2, u2);
+        put(&c, "a", s1, u1);
+        put(&c, "a", s2, u2);
         assert!(c.get("b", id1).is_none(), "another schema's session id is not this one's");
         c.set_announcing(vec!["a".into(), "b".into(), "c".into()]);
         assert!(c.get("a", id1).is_some(), "a schema joining keeps what is cached");
@@ -662,9 +681,9 @@ mod tests {
         let c = live_cache();
         let (s, u) = pair(Uuid::new_v4());
         let id = s.id.0;
-        c.insert("unmigrated", c.epoch(), s.clone(), u.clone());
+        put(&c, "unmigrated", s.clone(), u.clone());
         assert!(c.get("unmigrated", id).is_none());
-        c.insert("a", c.epoch(), s, u);
+        put(&c, "a", s, u);
         assert!(c.get("a", id).is_some());
         c.set_announcing(vec!["b".into()]);
         assert!(c.get("a", id).is_none());
@@ -676,18 +695,18 @@ mod tests {
         let c = live_cache();
         let (mut s, u) = pair(Uuid::new_v4());
         s.revoked_at = Some(Utc::now());
-        c.insert("a", c.epoch(), s.clone(), u.clone());
+        put(&c, "a", s.clone(), u.clone());
         assert_eq!(c.stats().entries, 0, "revoked");
         s.revoked_at = None;
         let mut off = u.clone();
         off.is_active = false;
-        c.insert("a", c.epoch(), s.clone(), off);
+        put(&c, "a", s.clone(), off);
         assert_eq!(c.stats().entries, 0, "disabled user");
         let mut big = u.clone();
         big.metadata = serde_json::json!({ "a": vec![0; 200] });
-        c.insert("a", c.epoch(), s.clone(), big);
+        put(&c, "a", s.clone(), big);
         assert_eq!(c.stats().entries, 0, "a 200-element array takes more than {MAX_USER_BYTES} bytes parsed");
-        c.insert("a", c.epoch(), s, u);
+        put(&c, "a", s, u);
         assert_eq!(c.stats().entries, 1);
     }
 
@@ -697,15 +716,33 @@ mod tests {
         let (s, u) = pair(Uuid::new_v4());
         let (id, user) = (s.id.0, u.id);
         for target in [Target::Session(id), Target::User(user), Target::All] {
-            c.insert("a", c.epoch(), s.clone(), u.clone());
-            let before = c.epoch();
+            put(&c, "a", s.clone(), u.clone());
+            let before = c.ticket("a").unwrap();
             {
                 let _guard = c.after_write(target);
                 assert!(c.get("a", id).is_some(), "nothing happens before the write ends");
             }
             assert!(c.get("a", id).is_none(), "{target:?}");
-            assert_ne!(c.epoch(), before);
+            assert_ne!(c.ticket("a"), Some(before));
         }
+    }
+
+    #[test]
+    fn a_schema_flush_spares_other_schemas_and_a_late_schema_holds_no_ticket() {
+        let c = live_cache();
+        let (sa, ua) = pair(Uuid::new_v4());
+        let (sb, ub) = pair(Uuid::new_v4());
+        let (a, b) = (sa.id.0, sb.id.0);
+        put(&c, "a", sa, ua);
+        put(&c, "b", sb, ub);
+        c.apply("*a");
+        assert!(c.get("a", a).is_none());
+        assert!(c.get("b", b).is_some(), "another schema's entries stay");
+        // A read of "late" began before its triggers were seen; they appear during the read.
+        assert_eq!(c.ticket("late"), None);
+        c.set_announcing(vec!["a".into(), "b".into(), "late".into()]);
+        assert!(c.ticket("late").is_some());
+        assert!(c.get("b", b).is_some(), "a schema joining empties nothing");
     }
 
     #[test]
@@ -715,7 +752,7 @@ mod tests {
             .map(|_| {
                 let (s, u) = pair(Uuid::new_v4());
                 let id = s.id.0;
-                c.insert("a", c.epoch(), s, u);
+                put(&c, "a", s, u);
                 id
             })
             .collect();

@@ -514,7 +514,7 @@ impl SessionStore for PgStore {
 
     async fn session_with_user(&self, id: SessionId) -> Result<Option<(Session, User)>, StoreError> {
         // Noted before the read: an invalidation that lands meanwhile keeps this answer out.
-        let epoch = self.cache.epoch();
+        let ticket = self.cache.ticket(self.schema.as_str());
         let row = sqlx::query(self.sql(
             "SELECT {session_cols}, {user_cols} FROM {s}.tb_session ss JOIN {s}.tb_user uu ON uu.pk_user = ss.fk_user \
              WHERE ss.pk_session = $1",
@@ -525,7 +525,7 @@ impl SessionStore for PgStore {
         .map_err(map)?;
         let Some(row) = row else { return Ok(None) };
         let (session, user) = (session_from(&row)?, user_from(&row)?);
-        if self.cache.live() {
+        if let (Some(epoch), true) = (ticket, self.cache.live()) {
             self.cache.insert(self.schema.as_str(), epoch, session.clone(), user.clone());
         }
         Ok(Some((session, user)))

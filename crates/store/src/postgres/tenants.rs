@@ -178,7 +178,12 @@ impl TenantAdmin for PgTenants {
             .await
             .map_err(map)?;
         // Dropping a schema fires no row trigger: tell every node's session cache by hand.
-        sqlx::query("SELECT pg_notify($1, '*')").bind(super::cache::CHANNEL).execute(&mut *tx).await.map_err(map)?;
+        sqlx::query("SELECT pg_notify($1, '*' || $2)")
+            .bind(super::cache::CHANNEL)
+            .bind(schema.schema.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
         tx.commit().await.map_err(map)?;
         Ok(())
     }
