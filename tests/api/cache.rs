@@ -107,7 +107,7 @@ async fn changes_on_this_node_are_refused_at_once() {
     })
     .await;
 
-    let (token, reg) = cached_session(&app, "pw@example.com").await;
+    let (token, _) = cached_session(&app, "pw@example.com").await;
     let other = app.login("pw@example.com", PASSWORD).await.str("access_token");
     app.me(&other).await.assert(200, "");
     app.me(&other).await.assert(200, "");
@@ -119,7 +119,7 @@ async fn changes_on_this_node_are_refused_at_once() {
     })
     .await;
 
-    let user = uuid::Uuid::parse_str(reg.body["user"]["id"].as_str().unwrap()).unwrap();
+    let user = app.user_id("pw@example.com").await;
     app.me(&token).await.assert(200, "");
     without_notifications(&app, async {
         assert!(app.db.store().set_active(user, false, app.clock_now()).await.unwrap());
@@ -166,9 +166,8 @@ async fn changes_on_another_node_reach_this_nodes_cache() {
     refused_within(&a, &token, 401, "INVALID_TOKEN", SOON).await;
 
     let (token, _) = cached_session(&a, "four@example.com").await;
-    let four = a.login("four@example.com", PASSWORD).await;
-    let four_id = uuid::Uuid::parse_str(four.body["user"]["id"].as_str().unwrap()).unwrap();
-    assert!(b.db.store().set_active(four_id, false, b.clock_now()).await.unwrap());
+    let four = a.user_id("four@example.com").await;
+    assert!(b.db.store().set_active(four, false, b.clock_now()).await.unwrap());
     refused_within(&a, &token, 403, "ACCOUNT_DISABLED", SOON).await;
 
     let scrape = a.call(Method::GET, "/metrics", None, None).await.text;

@@ -161,6 +161,14 @@ impl SessionCache {
         })
     }
 
+    /// The lock, with the epoch bumped under it: the way in for every change that must bar the
+    /// inserts of reads that began before it (see [`SessionCache::insert`]).
+    fn barring(&self) -> MutexGuard<'_, Inner> {
+        let inner = self.lock();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        inner
+    }
+
     fn millis(&self) -> u64 {
         u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
@@ -175,9 +183,14 @@ impl SessionCache {
     }
 
     /// What a reader of `schema` notes before its database read, for [`SessionCache::insert`]:
-    /// the epoch, or `None` when the schema does not announce its changes (yet), whose rows must
-    /// not be cached even if its triggers appear while the read runs.
+    /// the epoch, or `None` when nothing may be cached now: the cache is not live, or the schema
+    /// does not announce its changes (yet), whose rows must not be cached even if its triggers
+    /// appear while the read runs.
     pub(crate) fn ticket(&self, schema: &str) -> Option<u64> {
+        // Off or deaf: no lock on the bearer path (`insert` would refuse anyway).
+        if !self.live() {
+            return None;
+        }
         let inner = self.lock();
         inner.announcing.contains(schema).then(|| self.epoch.load(Ordering::Acquire))
     }
@@ -238,15 +251,13 @@ impl SessionCache {
 
     /// Drops session `id` and bars racing inserts.
     pub(crate) fn invalidate_session(&self, id: Uuid) {
-        let mut inner = self.lock();
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let mut inner = self.barring();
         inner.remove_session(id);
     }
 
     /// Drops every session of user `id` and bars racing inserts.
     pub(crate) fn invalidate_user(&self, id: Uuid) {
-        let mut inner = self.lock();
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let mut inner = self.barring();
         for s in inner.by_user.remove(&id).unwrap_or_default() {
             inner.sessions.remove(&s);
         }
@@ -254,15 +265,13 @@ impl SessionCache {
 
     /// Drops everything and bars racing inserts.
     pub(crate) fn flush(&self) {
-        let mut inner = self.lock();
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let mut inner = self.barring();
         inner.clear();
     }
 
     /// Drops every session of `schema` and bars racing inserts.
     fn flush_schema(&self, schema: &str) {
-        let mut inner = self.lock();
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let mut inner = self.barring();
         let gone: Vec<Uuid> = inner.sessions.iter().filter(|(_, e)| &*e.schema == schema).map(|(id, _)| *id).collect();
         for id in gone {
             inner.remove_session(id);
@@ -315,8 +324,7 @@ impl SessionCache {
     }
 
     fn connected(&self) {
-        let mut inner = self.lock();
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let mut inner = self.barring();
         inner.clear();
         // Nothing announced before LISTEN took effect can be in the (empty) cache, and every
         // insert from now on noted an epoch after this bump. Live once a heartbeat is heard.
@@ -326,11 +334,10 @@ impl SessionCache {
     }
 
     fn disconnected(&self) {
-        let mut inner = self.lock();
+        let mut inner = self.barring();
         self.listener_pid.store(0, Ordering::Release);
         self.connected.store(false, Ordering::Release);
         self.heard.store(0, Ordering::Release);
-        self.epoch.fetch_add(1, Ordering::AcqRel);
         inner.clear();
     }
 

@@ -244,6 +244,15 @@ impl PgStore {
         AssertSqlSafe(built)
     }
 
+    /// The answer of a rotation (`rotate_refresh`, `rotate_refresh_audited`): the rotated row, if
+    /// one was. The session's cached copy is dropped either way: it would only lag (older
+    /// counter, expiry and last_active), but reading the row again is cheaper than the re-check a
+    /// lagging copy costs.
+    fn rotated(&self, id: SessionId, row: Option<PgRow>) -> Result<Option<(Session, User)>, StoreError> {
+        self.cache.forget(id.0);
+        row.map(|r| Ok((session_from(&r)?, user_from(&r)?))).transpose()
+    }
+
     /// Replaces a password hash (alone, or inside `set_password`'s transaction).
     async fn write_hash<'c, E>(&self, exec: E, id: Uuid, hash: &str, now: DateTime<Utc>) -> Result<(), StoreError>
     where
@@ -525,7 +534,7 @@ impl SessionStore for PgStore {
         .map_err(map)?;
         let Some(row) = row else { return Ok(None) };
         let (session, user) = (session_from(&row)?, user_from(&row)?);
-        if let (Some(epoch), true) = (ticket, self.cache.live()) {
+        if let Some(epoch) = ticket {
             self.cache.insert(self.schema.as_str(), epoch, session.clone(), user.clone());
         }
         Ok(Some((session, user)))
@@ -559,10 +568,7 @@ impl SessionStore for PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(map)?;
-        // A cached copy would only lag (older counter, expiry and last_active), but reading the
-        // row again is cheaper than the re-check a lagging copy costs.
-        self.cache.forget(id.0);
-        row.map(|r| Ok((session_from(&r)?, user_from(&r)?))).transpose()
+        self.rotated(id, row)
     }
 
     async fn rotate_refresh_audited(
@@ -600,8 +606,7 @@ impl SessionStore for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(map)?;
-        self.cache.forget(id.0);
-        row.map(|r| Ok((session_from(&r)?, user_from(&r)?))).transpose()
+        self.rotated(id, row)
     }
 
     async fn live_sessions(&self, user: Uuid, now: DateTime<Utc>) -> Result<Vec<Session>, StoreError> {
