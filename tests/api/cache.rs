@@ -16,7 +16,7 @@ use sqlx::Connection as _;
 
 use crate::helpers::{Backend, PASSWORD, Res, TestApp, pg_url, wait_for};
 
-fn pg(app: &TestApp) -> &PgStore {
+pub(crate) fn pg(app: &TestApp) -> &PgStore {
     match &app.db {
         Db::Postgres(s) => s,
         Db::Sqlite(_) => unreachable!("PostgreSQL tests"),
@@ -27,7 +27,7 @@ fn stats(app: &TestApp) -> SessionCacheStats {
     pg(app).session_cache().expect("PostgreSQL keeps a session cache")
 }
 
-fn schema(app: &TestApp) -> String {
+pub(crate) fn schema(app: &TestApp) -> String {
     let Database::Postgres { schema, .. } = &app.config.database else { unreachable!() };
     schema.clone()
 }
@@ -41,7 +41,7 @@ async fn second_node(app: &TestApp, extra: &[(&str, &str)]) -> TestApp {
 }
 
 /// Runs `sql` (`{s}` = the app's schema) on a connection of its own, as an operator would.
-async fn sql(app: &TestApp, sql: &str) {
+pub(crate) async fn sql(app: &TestApp, sql: &str) {
     let mut c = sqlx::PgConnection::connect(&pg_url()).await.unwrap();
     let sql = sql.replace("{s}", &format!("\"{}\"", schema(app)));
     sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await.unwrap();

@@ -6,6 +6,7 @@ mod helpers;
 
 mod account;
 mod attacks;
+mod batching;
 mod cache;
 mod cli_ops;
 mod cli_tenants;

@@ -476,6 +476,23 @@ pub trait StoreHealth: Send + Sync {
     fn session_cache(&self) -> Option<SessionCacheStats> {
         None
     }
+
+    /// How refresh rotations were grouped into statements, for backends that batch them
+    /// (PostgreSQL).
+    fn rotation_batches(&self) -> Option<RotationBatchStats> {
+        None
+    }
+}
+
+/// Refresh rotations grouped into statements (group commit), since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RotationBatchStats {
+    /// Batch statements run.
+    pub statements: u64,
+    /// Rotations those statements carried.
+    pub rotations: u64,
+    /// Rotations handed back to run alone (their row was busy, or their batch failed).
+    pub handed_back: u64,
 }
 
 /// The state of a backend's session cache.

@@ -148,6 +148,11 @@ fn sample(state: &AppState) {
         metrics::counter!("fraise_session_cache_lookups_total", "outcome" => "hit").absolute(c.hits);
         metrics::counter!("fraise_session_cache_lookups_total", "outcome" => "miss").absolute(c.misses);
     }
+    if let Some(b) = state.auth.store().rotation_batches() {
+        metrics::counter!("fraise_refresh_batch_statements_total").absolute(b.statements);
+        metrics::counter!("fraise_refresh_batch_rotations_total").absolute(b.rotations);
+        metrics::counter!("fraise_refresh_batch_handed_back_total").absolute(b.handed_back);
+    }
     if let Some(t) = &state.tenants {
         metrics::gauge!("fraise_tenants_open").set(t.open_count() as f64);
     }

@@ -19,11 +19,13 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, PgPool, Row};
 use uuid::Uuid;
 
+use self::batch::{Batcher, Rotation};
 use self::cache::{SessionCache, Target};
 use crate::MigrationReport;
 use crate::errors::map;
 
 mod audit;
+mod batch;
 mod cache;
 mod diagnose;
 mod lockout;
@@ -129,6 +131,8 @@ pub struct PgStore {
     /// The bearer path's cache, shared with the stores of the other schemas on this pool (off
     /// until [`PgStore::start_session_cache`]).
     cache: Arc<SessionCache>,
+    /// Group commit for refresh rotations, shared like the cache (see `postgres/batch.rs`).
+    batcher: Arc<Batcher>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -147,7 +151,7 @@ pub struct PgPoolSettings {
 }
 
 /// A pooled connection idle at least this long is pinged before use (see `connect_lazy`).
-const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+pub(super) const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 impl Default for PgPoolSettings {
     fn default() -> Self {
@@ -184,12 +188,16 @@ impl PgStore {
     /// A store over an existing pool (another schema of the same database, for instance).
     pub fn with_pool(pool: PgPool, options: PgConnectOptions, schema: SchemaName) -> Self {
         let q = schema.quoted();
-        Self { pool, options, schema, q, sql_cache: Arc::default(), cache: Arc::default() }
+        Self { pool, options, schema, q, sql_cache: Arc::default(), cache: Arc::default(), batcher: Arc::default() }
     }
 
     /// The store of another schema on this pool, sharing this store's session cache.
     pub(crate) fn sibling(&self, schema: SchemaName) -> Self {
-        Self { cache: Arc::clone(&self.cache), ..Self::with_pool(self.pool.clone(), self.options.clone(), schema) }
+        Self {
+            cache: Arc::clone(&self.cache),
+            batcher: Arc::clone(&self.batcher),
+            ..Self::with_pool(self.pool.clone(), self.options.clone(), schema)
+        }
     }
 
     /// Turns on the bearer path's session cache with room for `capacity` sessions (0: stays
@@ -580,32 +588,16 @@ impl SessionStore for PgStore {
         live: Liveness,
         audit: &AuditEvent,
     ) -> Result<Option<(Session, User)>, StoreError> {
-        // The rotation and its audit row in one statement (a data-modifying CTE): one round trip
-        // and one commit (one WAL flush) per refresh. The INSERT sees only what the UPDATE
-        // returned, so a refresh that rotates nothing records nothing.
-        let row = sqlx::query(self.sql(concat!(
-            "WITH r AS (",
-            rotate_update!(),
-            " RETURNING {session_cols}, {user_cols}), \
-             a AS (INSERT INTO {s}.tb_auth_audit (pk_auth_audit, event_type, fk_user, fk_session, ip_address, \
-             user_agent, details, created_at) SELECT $7, $8, r.fk_user, r.pk_session, $9::inet, $10, $11, $12 FROM r) \
-             SELECT * FROM r"
-        )))
-        .bind(id.0)
-        .bind(presented)
-        .bind(now)
-        .bind(expires_at)
-        .bind(live.idle_cutoff)
-        .bind(live.created_cutoff)
-        .bind(audit.id)
-        .bind(&audit.kind)
-        .bind(&audit.ip_address)
-        .bind(&audit.user_agent)
-        .bind(&audit.details)
-        .bind(audit.at)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map)?;
+        // The rotation and its audit row in one statement (a data-modifying CTE), committed
+        // together with the other rotations queued at the same moment (`postgres/batch.rs`).
+        // Handed back (its batch failed), it runs alone on the shared pool.
+        let rotation = Rotation { id: id.0, presented, now, expires_at, live, audit: audit.clone() };
+        let sql = self.sql(batch::ROTATE_SQL).0;
+        let outcome = match self.batcher.submit(&self.options, Arc::clone(&sql), rotation.clone()).await {
+            Some(outcome) => outcome,
+            None => batch::run(&self.pool, &sql, &[&rotation]).await?.pop().flatten(),
+        };
+        let row = outcome.map(|row| *row);
         self.rotated(id, row)
     }
 
@@ -726,6 +718,10 @@ impl StoreHealth for PgStore {
 
     fn session_cache(&self) -> Option<fraise_core::store::SessionCacheStats> {
         Some(self.cache.stats())
+    }
+
+    fn rotation_batches(&self) -> Option<fraise_core::store::RotationBatchStats> {
+        Some(self.batcher.stats())
     }
 }
 
