@@ -1,6 +1,6 @@
 //! Group commit of refresh rotations on PostgreSQL (`postgres/batch.rs`): concurrent refreshes
-//! share one statement and one commit, a row another transaction holds delays only its own
-//! refresh, a batch that fails hands each rotation back to run alone (so one bad row fails no
+//! share one statement and one commit, a row another transaction holds delays its batch by at
+//! most the lock timeout, a batch that fails hands each rotation back to run alone (so one bad row fails no
 //! other), and a killed worker connection is replaced. PostgreSQL only: SQLite runs each
 //! rotation alone.
 use std::sync::Arc;
@@ -65,7 +65,7 @@ async fn release(mut conn: sqlx::PgConnection) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_busy_row_holds_back_only_its_own_refresh_and_the_others_commit_together() {
+async fn a_busy_row_costs_its_batch_at_most_the_lock_timeout_and_the_queue_goes_on() {
     let app = Arc::new(TestApp::spawn(Backend::Postgres).await);
     let held = app.signed_up("held@example.com").await.str("refresh_token");
     let others = chains(&app, "free", 12).await;

@@ -60,6 +60,38 @@ async fn cleanup_deletes_only_what_is_past_retention(backend: Backend) {
     assert_eq!(app.auth.cleanup().await.unwrap(), fraise_core::store::CleanupReport::default());
 }
 
+/// Small batches (PostgreSQL walks the primary key from batch to batch, with no index on
+/// `expires_at`): every ended session goes, however the batches fall, and no live one.
+async fn cleanup_in_small_batches_deletes_every_ended_session_and_no_live_one(backend: Backend) {
+    use fraise_core::store::Maintenance as _;
+    let app = TestApp::spawn(backend).await;
+    let mut live = Vec::new();
+    let mut ended = 0;
+    for u in 0..3 {
+        let email = format!("batch{u}@example.com");
+        app.signed_up(&email).await;
+        for i in 0..4 {
+            let r = app.login(&email, PASSWORD).await.str("refresh_token");
+            if (u + i) % 3 == 0 {
+                live.push(r);
+            } else {
+                app.logout(json!({"refresh_token": r}), None).await.assert(200, "");
+                ended += 1;
+            }
+        }
+    }
+    app.clock.advance(Duration::days(8));
+    let now = app.clock_now();
+    // The register sessions stay: refresh tokens live 30 days.
+    let r = app.db.store().cleanup(now, now - Duration::days(7), now - Duration::days(90), 2).await.unwrap();
+    assert_eq!(r.sessions, ended, "every ended session, across {} batches of 2", ended.div_ceil(2));
+    for token in &live {
+        app.refresh(token).await.assert(200, "");
+    }
+    let again = app.db.store().cleanup(now, now - Duration::days(7), now - Duration::days(90), 2).await.unwrap();
+    assert_eq!(again.sessions, 0);
+}
+
 async fn forgot_password_is_limited_per_client(backend: Backend) {
     let app = TestApp::spawn_with(backend, &[("FORGOT_PASSWORD_PER_CLIENT_PER_HOUR", "2")]).await;
     for i in 0..2 {
@@ -73,5 +105,6 @@ async fn forgot_password_is_limited_per_client(backend: Backend) {
 both_backends!(
     every_lifecycle_event_lands_in_the_audit_trail,
     cleanup_deletes_only_what_is_past_retention,
+    cleanup_in_small_batches_deletes_every_ended_session_and_no_live_one,
     forgot_password_is_limited_per_client,
 );

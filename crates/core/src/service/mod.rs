@@ -507,7 +507,15 @@ impl AuthService {
             return Err(AuthError::InvalidToken("refresh token expired"));
         }
         match link(&session, presented.counter, now, self.settings.reuse_grace) {
-            Link::Grace => self.tokens_for(&user, &session, now),
+            Link::Grace => {
+                // The same rule as after a rotation: an unverified register session gets no
+                // second pair, even when the rotation's answer was lost and this is its retry.
+                if self.settings.require_verified_email && !user.email_verified {
+                    self.store.revoke_session(session.id, RevokeReason::Revoked, now).await?;
+                    return Err(AuthError::EmailNotVerified);
+                }
+                self.tokens_for(&user, &session, now)
+            }
             Link::Unknown => Err(AuthError::InvalidToken("unknown refresh token")),
             // The row says live, active and current, yet the UPDATE matched nothing: it lost a
             // race with a revocation or a disable that the reads above just missed. Retryable.

@@ -6,6 +6,7 @@ use fraise_core::model::AuditEvent;
 use fraise_core::store::{AuditFilter, AuditStore, CleanupReport, Maintenance};
 use sqlx::Row as _;
 use sqlx::postgres::PgRow;
+use uuid::Uuid;
 
 use super::PgStore;
 use crate::errors::map;
@@ -63,6 +64,34 @@ impl AuditStore for PgStore {
 }
 
 impl PgStore {
+    /// Deletes sessions revoked or expired before `cutoff`, in batches that walk the primary key:
+    /// `expires_at` has no index (migration 0007 keeps rotations heap-only), so each batch
+    /// starts where the last one stopped and one cleanup reads the table once, not once per
+    /// batch. Rows another node holds (`SKIP LOCKED`) are left for the next cleanup.
+    async fn drain_sessions(&self, cutoff: DateTime<Utc>, batch: u32) -> Result<u64, StoreError> {
+        let sql = self.sql(
+            "WITH d AS (DELETE FROM {s}.tb_session WHERE pk_session IN (SELECT pk_session FROM {s}.tb_session \
+             WHERE pk_session > $3 AND (revoked_at < $1 OR expires_at < $1) ORDER BY pk_session LIMIT $2 \
+             FOR UPDATE SKIP LOCKED) RETURNING pk_session) \
+             SELECT (SELECT COUNT(*) FROM d), (SELECT pk_session FROM d ORDER BY pk_session DESC LIMIT 1)",
+        );
+        let (mut total, mut after) = (0, Uuid::nil());
+        loop {
+            let (n, last): (i64, Option<Uuid>) = sqlx::query_as(sqlx::AssertSqlSafe(sql.0.clone()))
+                .bind(cutoff)
+                .bind(i64::from(batch))
+                .bind(after)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(map)?;
+            total += u64::try_from(n).unwrap_or(0);
+            match last {
+                Some(last) if n >= i64::from(batch) => after = last,
+                _ => return Ok(total),
+            }
+        }
+    }
+
     /// Deletes in batches until a batch comes back short. `SKIP LOCKED`: a node never waits for
     /// rows another node is deleting.
     async fn drain(&self, template: &'static str, cutoff: DateTime<Utc>, batch: u32) -> Result<u64, StoreError> {
@@ -93,14 +122,7 @@ impl Maintenance for PgStore {
         batch: u32,
     ) -> Result<CleanupReport, StoreError> {
         let batch = batch.max(1);
-        let sessions = self
-            .drain(
-                "DELETE FROM {s}.tb_session WHERE pk_session IN (SELECT pk_session FROM {s}.tb_session \
-                 WHERE revoked_at < $1 OR expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
-                sessions_before,
-                batch,
-            )
-            .await?;
+        let sessions = self.drain_sessions(sessions_before, batch).await?;
         let resets = self
             .drain(
                 "DELETE FROM {s}.tb_password_reset WHERE pk_password_reset IN (SELECT pk_password_reset \

@@ -11,11 +11,12 @@
 //! Each rotation keeps every property of the single statement: it commits (with its audit row)
 //! before its caller hears of it, it is the same compare-and-swap on `refresh_counter`, and it
 //! sees the same liveness checks. A batch holds several row locks at once, so it runs on the
-//! worker's own connection with a short `lock_timeout`, and locks its rows in session order: it
-//! cannot deadlock with another batch, and if it ever waits on a row another transaction holds
-//! (a revocation in flight, say), it gives up first, so the other writer never fails for it. A
-//! batch that fails for any reason hands every rotation back, and each caller runs the statement
-//! alone on the shared pool, exactly as without batching: one bad row cannot fail the others.
+//! worker's own connection with a short `lock_timeout` (200 ms, under PostgreSQL's default
+//! `deadlock_timeout` of 1 s): if it waits on a row another transaction holds (a revocation in
+//! flight, a batch of another node), it gives up first, so the other writer does not fail for
+//! it. A batch that fails for any reason hands every rotation back, and each caller runs the
+//! statement alone on the shared pool, exactly as without batching: one bad row cannot fail the
+//! others, though it delays its whole batch (by up to the lock timeout for a busy row).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -176,6 +177,9 @@ impl Batcher {
         runtime.spawn(async move {
             let (mut carried, mut worker) = (Vec::new(), None);
             while let Some(batch) = next_batch(&mut rx, &mut carried).await {
+                if batch.is_empty() {
+                    continue;
+                }
                 let Some(stats) = stats.upgrade() else { return };
                 stats.execute(&options, &mut worker, batch).await;
             }
@@ -248,8 +252,8 @@ impl Worker {
 
 /// The next batch: the jobs carried over from the last round, then whatever is queued (waiting
 /// only when there is nothing at all), keeping jobs of the first job's schema, one per session,
-/// at most [`MAX_BATCH`], in session order; the rest are carried to the next round. `None` when
-/// the queue closed.
+/// at most [`MAX_BATCH`], in session order; the rest are carried to the next round. Jobs whose
+/// caller has gone are dropped (the batch may then be empty). `None` when the queue closed.
 async fn next_batch(rx: &mut mpsc::UnboundedReceiver<Job>, carried: &mut Vec<Job>) -> Option<Vec<Job>> {
     if carried.is_empty() {
         carried.push(rx.recv().await?);
@@ -260,7 +264,12 @@ async fn next_batch(rx: &mut mpsc::UnboundedReceiver<Job>, carried: &mut Vec<Job
             Err(_) => break,
         }
     }
-    let sql = Arc::clone(&carried[0].sql);
+    // A caller that gave up (its request cancelled or timed out) must not have its rotation
+    // committed later: nobody would receive the new token, and the client's retry with the old
+    // one, past the grace window, would look like theft.
+    carried.retain(|j| !j.reply.is_closed());
+    let Some(first) = carried.first() else { return Some(Vec::new()) };
+    let sql = Arc::clone(&first.sql);
     let mut sessions = HashSet::new();
     let (mut batch, rest): (Vec<Job>, Vec<Job>) = std::mem::take(carried)
         .into_iter()
@@ -275,7 +284,8 @@ async fn next_batch(rx: &mut mpsc::UnboundedReceiver<Job>, carried: &mut Vec<Job
 mod tests {
     use super::*;
 
-    fn job(sql: &Arc<str>, id: u128) -> Job {
+    /// A queued job, and its caller's end (dropping it means the caller gave up).
+    fn job(sql: &Arc<str>, id: u128) -> (Job, oneshot::Receiver<Reply>) {
         let now = Utc::now();
         let audit = AuditEvent {
             id: Uuid::nil(),
@@ -289,7 +299,19 @@ mod tests {
         };
         let live = Liveness { idle_cutoff: None, created_cutoff: None };
         let rotation = Rotation { id: Uuid::from_u128(id), presented: 0, now, expires_at: now, live, audit };
-        Job { sql: Arc::clone(sql), rotation, reply: oneshot::channel().0 }
+        let (reply, caller) = oneshot::channel();
+        (Job { sql: Arc::clone(sql), rotation, reply }, caller)
+    }
+
+    /// Queues jobs; returns the callers' ends, which must live as long as the callers wait.
+    fn queue(tx: &mpsc::UnboundedSender<Job>, jobs: &[(&Arc<str>, u128)]) -> Vec<oneshot::Receiver<Reply>> {
+        jobs.iter()
+            .map(|(sql, id)| {
+                let (job, caller) = job(sql, *id);
+                tx.send(job).ok().unwrap();
+                caller
+            })
+            .collect()
     }
 
     fn ids(batch: &[Job]) -> Vec<u128> {
@@ -300,9 +322,7 @@ mod tests {
     async fn a_batch_is_one_schema_one_rotation_per_session_in_session_order() {
         let (a, b): (Arc<str>, Arc<str>) = ("schema a".into(), "schema b".into());
         let (tx, mut rx) = mpsc::unbounded_channel();
-        for (sql, id) in [(&a, 3), (&b, 1), (&a, 1), (&a, 3), (&a, 2)] {
-            tx.send(job(sql, id)).ok().unwrap();
-        }
+        let _callers = queue(&tx, &[(&a, 3), (&b, 1), (&a, 1), (&a, 3), (&a, 2)]);
         let mut carried = Vec::new();
         let first = next_batch(&mut rx, &mut carried).await.unwrap();
         assert_eq!(ids(&first), [1, 2, 3], "schema a, the second presenter of session 3 waits");
@@ -320,11 +340,23 @@ mod tests {
     async fn a_batch_holds_at_most_max_batch_rotations() {
         let a: Arc<str> = "schema a".into();
         let (tx, mut rx) = mpsc::unbounded_channel();
-        for id in 0..(MAX_BATCH as u128 + 5) {
-            tx.send(job(&a, id)).ok().unwrap();
-        }
+        let jobs: Vec<_> = (0..(MAX_BATCH as u128 + 5)).map(|id| (&a, id)).collect();
+        let _callers = queue(&tx, &jobs);
         let mut carried = Vec::new();
         assert_eq!(next_batch(&mut rx, &mut carried).await.unwrap().len(), MAX_BATCH);
         assert_eq!(next_batch(&mut rx, &mut carried).await.unwrap().len(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_caller_gave_up_is_never_run() {
+        let a: Arc<str> = "schema a".into();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut callers = queue(&tx, &[(&a, 1), (&a, 2), (&a, 3)]);
+        drop(callers.remove(1));
+        let mut carried = Vec::new();
+        assert_eq!(ids(&next_batch(&mut rx, &mut carried).await.unwrap()), [1, 3]);
+        drop(callers);
+        queue(&tx, &[(&a, 4)]);
+        assert!(next_batch(&mut rx, &mut carried).await.unwrap().is_empty(), "nobody waits for 4");
     }
 }
