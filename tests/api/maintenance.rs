@@ -63,7 +63,6 @@ async fn cleanup_deletes_only_what_is_past_retention(backend: Backend) {
 /// Small batches (PostgreSQL walks the primary key from batch to batch, with no index on
 /// `expires_at`): every ended session goes, however the batches fall, and no live one.
 async fn cleanup_in_small_batches_deletes_every_ended_session_and_no_live_one(backend: Backend) {
-    use fraise_core::store::Maintenance as _;
     let app = TestApp::spawn(backend).await;
     let mut live = Vec::new();
     let mut ended = 0;
