@@ -47,8 +47,7 @@ const LOCK_TIMEOUT: &str = "200ms";
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The rotation-and-audit statement for any number of rotations of distinct sessions: `$1`..`$12`
-/// are arrays of equal length, one element per rotation, sorted by session (the order the rows
-/// are locked in). Returns the rotated sessions (`{session_cols}, {user_cols}`); the INSERT sees
+/// are arrays of equal length, one element per rotation. Returns the rotated sessions (`{session_cols}, {user_cols}`); the INSERT sees
 /// only what the UPDATE returned, so a presentation that rotates nothing records nothing.
 pub(super) const ROTATE_SQL: &str = "WITH inp AS (SELECT * FROM unnest($1::uuid[], $2::int8[], $3::timestamptz[], \
      $4::timestamptz[], $5::timestamptz[], $6::timestamptz[], $7::uuid[], $8::text[], $9::text[], $10::text[], \
@@ -67,7 +66,7 @@ pub(super) const ROTATE_SQL: &str = "WITH inp AS (SELECT * FROM unnest($1::uuid[
      SELECT * FROM r";
 
 /// One rotation: the arguments of `rotate_refresh_audited`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) struct Rotation {
     pub id: Uuid,
     pub presented: i64,
@@ -80,7 +79,7 @@ pub(super) struct Rotation {
 /// What the statement did for one rotation: the rotated row (`session_cols`, `user_cols`), or
 /// `None` when nothing matched (unknown session, wrong counter, revoked, expired, idle, disabled
 /// user).
-pub(super) type Outcome = Option<Box<PgRow>>;
+pub(super) type Outcome = Option<PgRow>;
 
 /// Runs [`ROTATE_SQL`] (`sql`, its schema spliced in) for `rotations`, which must name distinct
 /// sessions in ascending order, and says what happened to each, in order.
@@ -108,7 +107,7 @@ where
     for row in rows {
         by_id.insert(row.try_get("pk_session").map_err(map)?, row);
     }
-    Ok(rotations.iter().map(|r| by_id.remove(&r.id).map(Box::new)).collect())
+    Ok(rotations.iter().map(|r| by_id.remove(&r.id)).collect())
 }
 
 /// One bind array: `f` of every rotation.
@@ -122,7 +121,8 @@ type Reply = Option<Outcome>;
 struct Job {
     /// [`ROTATE_SQL`] for the rotation's schema: only jobs with the same text share a statement.
     sql: Arc<str>,
-    rotation: Rotation,
+    /// Shared with the caller, which runs it alone if it is handed back.
+    rotation: Arc<Rotation>,
     reply: oneshot::Sender<Reply>,
 }
 
@@ -152,7 +152,7 @@ impl Batcher {
 
     /// Queues `rotation` for a batch statement; `None` when it must run alone (its batch
     /// failed, or there is no Tokio runtime to run the worker on).
-    pub async fn submit(self: &Arc<Self>, options: &PgConnectOptions, sql: Arc<str>, rotation: Rotation) -> Reply {
+    pub async fn submit(self: &Arc<Self>, options: &PgConnectOptions, sql: Arc<str>, rotation: Arc<Rotation>) -> Reply {
         let (reply, answer) = oneshot::channel();
         let job = Job { sql, rotation, reply };
         {
@@ -194,7 +194,7 @@ impl Batcher {
     async fn execute(&self, options: &PgConnectOptions, conn: &mut Option<Worker>, batch: Vec<Job>) {
         self.statements.fetch_add(1, Ordering::Relaxed);
         self.rotations.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        let rotations: Vec<&Rotation> = batch.iter().map(|j| &j.rotation).collect();
+        let rotations: Vec<&Rotation> = batch.iter().map(|j| &*j.rotation).collect();
         let ran = tokio::time::timeout(STATEMENT_TIMEOUT, async {
             let c = Worker::ready(conn, options).await?;
             run(&mut c.conn, &batch[0].sql, &rotations).await
@@ -300,7 +300,7 @@ mod tests {
         let live = Liveness { idle_cutoff: None, created_cutoff: None };
         let rotation = Rotation { id: Uuid::from_u128(id), presented: 0, now, expires_at: now, live, audit };
         let (reply, caller) = oneshot::channel();
-        (Job { sql: Arc::clone(sql), rotation, reply }, caller)
+        (Job { sql: Arc::clone(sql), rotation: Arc::new(rotation), reply }, caller)
     }
 
     /// Queues jobs; returns the callers' ends, which must live as long as the callers wait.

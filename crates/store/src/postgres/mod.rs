@@ -591,13 +591,12 @@ impl SessionStore for PgStore {
         // The rotation and its audit row in one statement (a data-modifying CTE), committed
         // together with the other rotations queued at the same moment (`postgres/batch.rs`).
         // Handed back (its batch failed), it runs alone on the shared pool.
-        let rotation = Rotation { id: id.0, presented, now, expires_at, live, audit: audit.clone() };
+        let rotation = Arc::new(Rotation { id: id.0, presented, now, expires_at, live, audit: audit.clone() });
         let sql = self.sql(batch::ROTATE_SQL).0;
-        let outcome = match self.batcher.submit(&self.options, Arc::clone(&sql), rotation.clone()).await {
+        let row = match self.batcher.submit(&self.options, Arc::clone(&sql), Arc::clone(&rotation)).await {
             Some(outcome) => outcome,
-            None => batch::run(&self.pool, &sql, &[&rotation]).await?.pop().flatten(),
+            None => batch::run(&self.pool, &sql, &[&*rotation]).await?.pop().flatten(),
         };
-        let row = outcome.map(|row| *row);
         self.rotated(id, row)
     }
 
