@@ -11,6 +11,7 @@ use axum::http::{Method, Request};
 use fraise_core::store::{RotationBatchStats, StoreHealth as _};
 use serde_json::json;
 use sqlx::Connection as _;
+use tokio::task::JoinHandle;
 
 use crate::cache::{pg, schema, sql};
 use crate::helpers::{Backend, Res, TestApp, pg_url};
@@ -49,15 +50,22 @@ async fn chains(app: &TestApp, prefix: &str, n: usize) -> Vec<String> {
     out
 }
 
-/// An operator's connection inside a transaction that holds `email`'s session rows (`FOR
-/// UPDATE`) until [`release`].
-async fn hold_rows(app: &TestApp, email: &str) -> sqlx::PgConnection {
+/// Occupies the worker: an operator's transaction takes `email`'s session rows (`FOR UPDATE`,
+/// until [`release`]), then `token` (one of those sessions) is refreshed, and its batch waits on
+/// the row for the lock timeout while the refreshes sent meanwhile queue up. Returns the
+/// operator's connection and the waiting refresh.
+async fn busy_worker(app: &Arc<TestApp>, email: &str, token: String) -> (sqlx::PgConnection, JoinHandle<Res>) {
     let user = app.user_id(email).await;
     let mut conn = sqlx::PgConnection::connect(&pg_url()).await.unwrap();
     sqlx::raw_sql("BEGIN").execute(&mut conn).await.unwrap();
     let q = format!("SELECT 1 FROM \"{}\".tb_session WHERE fk_user = $1 FOR UPDATE", schema(app));
     sqlx::query(sqlx::AssertSqlSafe(q)).bind(user).execute(&mut conn).await.unwrap();
-    conn
+    let refresh = tokio::spawn({
+        let app = app.clone();
+        async move { app.refresh(&token).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    (conn, refresh)
 }
 
 async fn release(mut conn: sqlx::PgConnection) {
@@ -71,13 +79,8 @@ async fn a_busy_row_costs_its_batch_at_most_the_lock_timeout_and_the_queue_goes_
     let others = chains(&app, "free", 12).await;
     let before = batches(&app);
 
-    let holder = hold_rows(&app, "held@example.com").await;
-    let held_refresh = tokio::spawn({
-        let app = app.clone();
-        async move { app.refresh(&held).await }
-    });
-    // Its batch is now waiting on the row: the others queue behind it meanwhile.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The held refresh's batch waits on its row: the others queue behind it meanwhile.
+    let (holder, held_refresh) = busy_worker(&app, "held@example.com", held).await;
     let tasks: Vec<_> = others
         .iter()
         .map(|t| {
@@ -125,12 +128,7 @@ async fn a_failed_batch_hands_each_rotation_back_so_one_bad_row_fails_no_other()
     let before = batches(&app);
 
     // A held row keeps the worker busy so that the bad and good refreshes queue up together.
-    let holder = hold_rows(&app, "gate@example.com").await;
-    let gate_refresh = tokio::spawn({
-        let app = app.clone();
-        async move { app.refresh(&gate).await }
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (holder, gate_refresh) = busy_worker(&app, "gate@example.com", gate).await;
     let mut tasks = Vec::new();
     for (token, agent) in good.iter().map(|t| (t, "good-agent")).chain([(&bad, "bad-agent")]) {
         let (app, token) = (app.clone(), token.clone());
