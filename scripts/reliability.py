@@ -8,6 +8,7 @@ fraise-auth. The machine's shared PostgreSQL (5432) and Redis (6379) are never t
     scripts/reliability.py BIN faults        PostgreSQL restarted under load; SIGKILL; Redis stopped
     scripts/reliability.py BIN nodes         three nodes sharing PostgreSQL and Redis
     scripts/reliability.py BIN soak [SECS]   mixed traffic (default 600 s), RSS slope
+    scripts/reliability.py BIN memory        anonymous memory per /auth/me after warm-up (SQLite)
 
 Every check prints `ok`/`FAIL`; figures are printed as `SUMMARY<TAB>part<TAB>figure<TAB>result`
 lines, which scripts/reliability.sh gathers into its table. Exit status 1 if any check failed.
@@ -216,12 +217,19 @@ class Server:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
-    def rss_kib(self):
-        with open(f"/proc/{self.proc.pid}/status") as f:
+    def _kib(self, name, field):
+        with open(f"/proc/{self.proc.pid}/{name}") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
         return 0
+
+    def rss_kib(self):
+        return self._kib("status", "VmRSS")
+
+    def anon_kib(self):
+        """Anonymous memory (heap, arenas, stacks): what a leak grows; code pages are left out."""
+        return self._kib("smaps_rollup", "Anonymous")
 
     def destroy(self):
         if self.proc and self.proc.poll() is None:
@@ -576,6 +584,52 @@ def soak(binary, seconds):
         pg.destroy()
 
 
+def memory(binary):
+    """Bytes of anonymous memory kept per `/auth/me` once warm: the check that would have caught
+    the Prometheus histograms keeping every sample until a scrape (~20 bytes per request)."""
+    srv = Server(binary, BASE_PORT + 30, {})
+    try:
+        tokens = [register(srv.port, f"memory-{i}@example.com")[1]["access_token"] for i in range(4)]
+        done = threading.Event()
+        counts_by_thread = [0] * len(tokens)
+        bad = []
+
+        def client(i):
+            conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+            headers = {"Authorization": f"Bearer {tokens[i]}"}
+            while not done.is_set():
+                conn.request("GET", "/auth/me", headers=headers)
+                r = conn.getresponse()
+                r.read()
+                if r.status != 200:
+                    bad.append(r.status)
+                counts_by_thread[i] += 1
+
+        threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(len(tokens))]
+        for t in threads:
+            t.start()
+        time.sleep(10)  # warm-up: arenas, pools, the session cache
+        a0, n0, t0 = srv.anon_kib(), sum(counts_by_thread), time.time()
+        while sum(counts_by_thread) - n0 < 200_000 and time.time() < t0 + 90:
+            time.sleep(1)
+        a1, n1 = srv.anon_kib(), sum(counts_by_thread)
+        done.set()
+        for t in threads:
+            t.join(15)
+        requests = n1 - n0
+        per = (a1 - a0) * 1024 / max(requests, 1)
+        check("memory: every /auth/me answered 200", not bad, f"{bad[:5]}")
+        # glibc grows an arena in steps of 128 KiB and more, so the window must be long: 100,000
+        # requests at 20 bytes each would be 2 MiB, several steps above the noise.
+        check("memory: enough requests to see a leak of a few bytes each", requests >= 100_000, f"{requests}")
+        check("memory: under 6 bytes of anonymous memory kept per request", per < 6,
+              f"{a0} → {a1} KiB over {requests} requests = {per:.1f} B/request")
+        summary("memory", f"GET /auth/me, {requests} requests after a 10 s warm-up (SQLite)",
+                f"anonymous memory {a0} → {a1} KiB: {per:+.1f} bytes per request")
+    finally:
+        srv.destroy()
+
+
 def main():
     if len(sys.argv) < 3:
         print(__doc__)
@@ -585,6 +639,8 @@ def main():
         faults(binary)
     elif part == "nodes":
         nodes(binary)
+    elif part == "memory":
+        memory(binary)
     elif part == "soak":
         soak(binary, int(sys.argv[3]) if len(sys.argv) > 3 else 600)
     else:

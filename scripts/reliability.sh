@@ -3,7 +3,7 @@
 # several nodes and soak, ending in a table of figures. See README, "Reliability".
 #
 # Usage: scripts/reliability.sh [--ci|--full] [PART...]
-#   PART: fuzz proptest attacks races schemathesis faults nodes soak (default: all but soak;
+#   PART: fuzz proptest attacks races schemathesis faults nodes memory soak (default: all but soak;
 #         --full adds soak)
 #   --ci   (default) short runs: fuzz 30 s per target, proptest 64/16 cases, schemathesis 30
 #          examples per operation — the figures .ci/run prints.
@@ -24,7 +24,7 @@ if [ "${1:-}" = "--ci" ] || [ "${1:-}" = "--full" ]; then
 fi
 parts=("$@")
 if [ ${#parts[@]} -eq 0 ]; then
-  parts=(fuzz proptest attacks races schemathesis faults nodes)
+  parts=(fuzz proptest attacks races schemathesis faults nodes memory)
   [ "$mode" = full ] && parts+=(soak)
 fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -185,6 +185,7 @@ for part in "${parts[@]}"; do
     schemathesis) run_schemathesis ;;
     faults) run_py faults ;;
     nodes) run_py nodes ;;
+    memory) run_py memory ;;
     soak) run_py soak "${SOAK_SECONDS:-600}" ;;
     *) echo "unknown part $part" >&2; exit 2 ;;
   esac
