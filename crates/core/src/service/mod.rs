@@ -226,9 +226,21 @@ pub struct Components {
     pub sealer: SecretSealer,
 }
 
-/// The service. Cheap to clone: every part is shared.
+/// The service. Cheap to clone: one shared pointer (axum clones it, inside the router's state,
+/// for every request).
 #[derive(Clone)]
-pub struct AuthService {
+pub struct AuthService(Arc<Shared>);
+
+impl std::ops::Deref for AuthService {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What an [`AuthService`] shares between its clones.
+#[derive(Clone)]
+pub struct Shared {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     hasher: Arc<PasswordHasher>,
@@ -250,7 +262,7 @@ impl std::fmt::Debug for AuthService {
 
 impl AuthService {
     pub fn new(c: Components, settings: Settings) -> Self {
-        Self {
+        Self(Arc::new(Shared {
             store: c.store,
             clock: c.clock,
             hasher: c.hasher,
@@ -261,7 +273,7 @@ impl AuthService {
             sealer: Arc::new(c.sealer),
             forgot_limiter: Arc::new(account::ClientLimiter::new(settings.forgot_per_client_per_hour)),
             settings: Arc::new(settings),
-        }
+        }))
     }
 
     /// The same service for tenant `name` over its own `store`: tokens bound to the tenant,
@@ -270,7 +282,7 @@ impl AuthService {
         let mut settings = Settings::clone(&self.settings);
         settings.tenant = Some(name.as_str().to_owned());
         settings.links = settings.links.for_tenant(name.as_str());
-        Self { store, settings: Arc::new(settings), ..self.clone() }
+        Self(Arc::new(Shared { store, settings: Arc::new(settings), ..Shared::clone(&self.0) }))
     }
 
     /// The tenant this service's tokens are bound to, if any.
