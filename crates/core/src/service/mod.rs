@@ -229,18 +229,18 @@ pub struct Components {
 /// The service. Cheap to clone: one shared pointer (axum clones it, inside the router's state,
 /// for every request).
 #[derive(Clone)]
-pub struct AuthService(Arc<Shared>);
+pub struct AuthService(Arc<ServiceParts>);
 
 impl std::ops::Deref for AuthService {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
+    type Target = ServiceParts;
+    fn deref(&self) -> &ServiceParts {
         &self.0
     }
 }
 
 /// What an [`AuthService`] shares between its clones.
 #[derive(Clone)]
-pub struct Shared {
+pub struct ServiceParts {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     hasher: Arc<PasswordHasher>,
@@ -262,7 +262,7 @@ impl std::fmt::Debug for AuthService {
 
 impl AuthService {
     pub fn new(c: Components, settings: Settings) -> Self {
-        Self(Arc::new(Shared {
+        Self(Arc::new(ServiceParts {
             store: c.store,
             clock: c.clock,
             hasher: c.hasher,
@@ -282,7 +282,7 @@ impl AuthService {
         let mut settings = Settings::clone(&self.settings);
         settings.tenant = Some(name.as_str().to_owned());
         settings.links = settings.links.for_tenant(name.as_str());
-        Self(Arc::new(Shared { store, settings: Arc::new(settings), ..Shared::clone(&self.0) }))
+        Self(Arc::new(ServiceParts { store, settings: Arc::new(settings), ..ServiceParts::clone(&self.0) }))
     }
 
     /// The tenant this service's tokens are bound to, if any.
