@@ -111,7 +111,7 @@ pub trait SessionStore: Send + Sync {
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
         live: Liveness,
-        audit: &AuditEvent,
+        audit: AuditEvent,
     ) -> Result<Option<(Session, User)>, StoreError>;
 
     /// The user's sessions that are not revoked and not expired at `now`, most recently active

@@ -566,7 +566,7 @@ impl AuthService {
             details: json!({"counter": presented.counter.saturating_add(1)}),
         };
         let (session, counter) = (presented.session, presented.counter);
-        match self.store.rotate_refresh_audited(session, counter, now, expires_at, live, &event).await {
+        match self.store.rotate_refresh_audited(session, counter, now, expires_at, live, event).await {
             Ok(rotated) => Ok(rotated),
             Err(e @ StoreError::Unavailable(_)) => Err(e.into()),
             Err(e) => {

@@ -586,12 +586,12 @@ impl SessionStore for PgStore {
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
         live: Liveness,
-        audit: &AuditEvent,
+        audit: AuditEvent,
     ) -> Result<Option<(Session, User)>, StoreError> {
         // The rotation and its audit row in one statement (a data-modifying CTE), committed
         // together with the other rotations queued at the same moment (`postgres/batch.rs`).
         // Handed back (its batch failed), it runs alone on the shared pool.
-        let rotation = Arc::new(Rotation { id: id.0, presented, now, expires_at, live, audit: audit.clone() });
+        let rotation = Arc::new(Rotation { id: id.0, presented, now, expires_at, live, audit });
         let sql = self.sql(batch::ROTATE_SQL).0;
         let row = match self.batcher.submit(&self.options, Arc::clone(&sql), Arc::clone(&rotation)).await {
             Some(outcome) => outcome,

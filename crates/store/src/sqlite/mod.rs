@@ -505,7 +505,7 @@ impl SessionStore for SqliteStore {
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
         live: Liveness,
-        audit: &AuditEvent,
+        audit: AuditEvent,
     ) -> Result<Option<(Session, User)>, StoreError> {
         // The rotation and its audit row in one transaction: one commit instead of two. The
         // UPDATE comes first, so the transaction takes the write lock at once (no read-to-write
