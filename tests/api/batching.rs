@@ -6,8 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Method, Request};
+use axum::http::Method;
 use fraise_core::store::{RotationBatchStats, StoreHealth as _};
 use serde_json::json;
 use sqlx::Connection as _;
@@ -30,15 +29,8 @@ fn since(before: RotationBatchStats, app: &TestApp) -> RotationBatchStats {
 }
 
 async fn refresh_as(app: &TestApp, token: &str, user_agent: &str) -> Res {
-    let body = json!({"refresh_token": token}).to_string();
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri("/auth/refresh")
-        .header("content-type", "application/json")
-        .header("user-agent", user_agent)
-        .body(Body::from(body))
-        .unwrap();
-    app.send(req).await
+    let body = json!({"refresh_token": token});
+    app.call_with(Method::POST, "/auth/refresh", Some(&body), None, &[("user-agent", user_agent.as_bytes())]).await
 }
 
 /// Signs up `n` users named `{prefix}{i}` and returns their refresh tokens.

@@ -294,6 +294,18 @@ impl TestApp {
         RawApp(self.router.clone()).call(method, path, body, bearer).await
     }
 
+    /// `call` with extra request headers.
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        bearer: Option<&str>,
+        headers: &[(&str, &[u8])],
+    ) -> Res {
+        RawApp(self.router.clone()).call_with(method, path, body, bearer, headers).await
+    }
+
     /// POSTs raw bytes with the given content type.
     pub async fn post_raw(&self, path: &str, content_type: Option<&str>, body: impl Into<Body>) -> Res {
         let mut req = Request::builder().method(Method::POST).uri(path);

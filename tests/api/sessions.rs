@@ -1,6 +1,5 @@
 //! Listing and revoking sessions, the per-user cap, idle and absolute limits.
-use axum::body::Body;
-use axum::http::{Method, Request};
+use axum::http::Method;
 use chrono::Duration;
 
 use crate::both_backends;
@@ -10,13 +9,8 @@ const CHROME: &str =
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
 
 async fn login_with_agent(app: &TestApp, email: &str, agent: &str) -> crate::helpers::Res {
-    let body = serde_json::json!({"email": email, "password": PASSWORD}).to_string();
-    let req = Request::post("/auth/login")
-        .header("content-type", "application/json")
-        .header("user-agent", agent)
-        .body(Body::from(body))
-        .unwrap();
-    app.send(req).await
+    let body = serde_json::json!({"email": email, "password": PASSWORD});
+    app.call_with(Method::POST, "/auth/login", Some(&body), None, &[("user-agent", agent.as_bytes())]).await
 }
 
 async fn list(app: &TestApp, token: &str) -> Vec<serde_json::Value> {
