@@ -144,10 +144,14 @@ fn assembled(app: &TestApp) -> (BTreeSet<String>, RawApp) {
     (paths, RawApp(fraise_http::app(state)))
 }
 
+/// The served document (built on the first request, then kept: a second request gets the same).
 async fn document(app: &RawApp) -> Value {
     let r = app.call(Method::GET, "/openapi.json", None, None).await;
     r.assert(200, "");
     assert_eq!(r.header("content-type"), Some("application/json"));
+    let again = app.call(Method::GET, "/openapi.json", None, None).await;
+    again.assert(200, "");
+    assert_eq!(again.body, r.body, "the document changed between two requests");
     r.body
 }
 

@@ -17,7 +17,7 @@
 //! | [`limits`] | GCRA rate limits per client, general and auth buckets |
 //! | [`tenancy`] | which tenant a request is for, and its service |
 //! | [`cookies`] | refresh token in an HttpOnly cookie, double-submit CSRF |
-//! | [`openapi`] | the OpenAPI document, generated from the handlers at start-up |
+//! | [`openapi`] | the OpenAPI document, generated from the handlers on its first request |
 //! | [`docs`] | `/docs`: Swagger UI, served from the binary |
 //! | [`ui`] | `/ui/`: the hosted account page and the JS client, served from the binary |
 #![forbid(unsafe_code)]
@@ -190,14 +190,7 @@ pub fn openapi(state: &AppState) -> utoipa::openapi::OpenApi {
 /// The routes, without the cross-cutting layers (see [`with_layers`]); useful to add routes
 /// that must sit under the same layers.
 pub fn routes(state: &AppState) -> Router<AppState> {
-    let document = openapi::Document::default();
-    let (router, doc) = documented_routes(state, &document).split_for_parts();
-    let doc = openapi::finish(doc, &state.http);
-    match serde_json::to_vec(&doc) {
-        // The slot is new: nothing else can have filled it.
-        Ok(json) => drop(document.0.set(json.into())),
-        Err(e) => tracing::error!(error = %e, "cannot serialize the OpenAPI document; /openapi.json will answer 500"),
-    }
+    let router = Router::from(documented_routes(state, &openapi::Document::default()));
     let router = if state.http.docs { router.merge(docs::router("/openapi.json")) } else { router };
     if state.http.ui { router.merge(ui::router(&state.http.auth_prefix, state.http.token_transport)) } else { router }
 }
