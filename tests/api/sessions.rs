@@ -1,6 +1,9 @@
 //! Listing and revoking sessions, the per-user cap, idle and absolute limits.
+use std::time::{Duration as StdDuration, Instant};
+
 use axum::http::Method;
 use chrono::Duration;
+use fraise_auth::boot::Db;
 
 use crate::both_backends;
 use crate::helpers::{Backend, PASSWORD, TestApp};
@@ -56,6 +59,59 @@ async fn last_active_moves_on_bearer_use_at_most_once_a_minute(backend: Backend)
     app.clock.advance(Duration::seconds(31));
     app.me(&at).await.assert(200, "");
     assert!(last(&list(&app, &at).await) > first, "after a minute of use: moved");
+}
+
+/// The `last_active` write is bookkeeping: a request whose write is held up (another connection
+/// holds the session's row on PostgreSQL, the database's write lock on SQLite) is answered anyway,
+/// so are the session's next requests, and the write lands once the lock is gone.
+async fn a_held_up_last_active_write_does_not_hold_up_the_request(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let reg = app.signed_up("held@example.com").await;
+    let at = reg.str("access_token");
+    let last = |s: &Vec<serde_json::Value>| s[0]["last_active"].as_str().unwrap().to_owned();
+    let first = last(&list(&app, &at).await);
+    let (mut blocker, lock) = match &app.db {
+        // A write in an open transaction takes SQLite's write lock.
+        Db::Sqlite(s) => (
+            Blocker::Sqlite(s.pool().acquire().await.unwrap().detach()),
+            "UPDATE tb_user SET updated_at = updated_at".to_owned(),
+        ),
+        Db::Postgres(s) => (
+            Blocker::Postgres(s.pool().acquire().await.unwrap().detach()),
+            format!("SELECT 1 FROM \"{}\".tb_session FOR UPDATE", s.schema().as_str()),
+        ),
+    };
+    blocker.run("BEGIN").await;
+    blocker.run(&lock).await;
+    app.clock.advance(Duration::seconds(61));
+    for _ in 0..3 {
+        let started = Instant::now();
+        app.me(&at).await.assert(200, "");
+        assert!(started.elapsed() < StdDuration::from_secs(2), "waited {:?} for the write", started.elapsed());
+    }
+    assert_eq!(last(&list(&app, &at).await), first, "the write is still held up");
+    blocker.run("ROLLBACK").await;
+    let started = Instant::now();
+    while last(&list(&app, &at).await) == first {
+        assert!(started.elapsed() < StdDuration::from_secs(10), "the held-up write never landed");
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+}
+
+/// A connection of the test's own, on either backend.
+enum Blocker {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl Blocker {
+    async fn run(&mut self, sql: &str) {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match self {
+            Blocker::Sqlite(c) => drop(sqlx::query(sql).execute(c).await.unwrap()),
+            Blocker::Postgres(c) => drop(sqlx::query(sql).execute(c).await.unwrap()),
+        }
+    }
 }
 
 async fn revoking_another_session_kills_its_tokens_at_once(backend: Backend) {
@@ -163,6 +219,7 @@ async fn a_session_ends_at_its_absolute_lifetime_however_active(backend: Backend
 both_backends!(
     sessions_are_listed_with_device_and_current_flag,
     last_active_moves_on_bearer_use_at_most_once_a_minute,
+    a_held_up_last_active_write_does_not_hold_up_the_request,
     revoking_another_session_kills_its_tokens_at_once,
     nobody_can_revoke_or_see_another_users_sessions,
     delete_all_keeps_only_the_current_session,

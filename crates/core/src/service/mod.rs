@@ -37,6 +37,10 @@ use crate::password::{HashPool, PasswordHasher, PasswordPolicy, PoolBusy, Verifi
 use crate::store::{Liveness, Store};
 use crate::tokens::{AccessClaims, AccessTokens, RefreshToken, RefreshTokens};
 
+/// The longest a bearer request waits for its session's `last_active` write (see
+/// [`AuthService::touch`]): far above a healthy commit (about a millisecond).
+const TOUCH_WAIT: StdDuration = StdDuration::from_millis(50);
+
 /// Longest accepted display name, in characters.
 const MAX_NAME_CHARS: usize = 255;
 /// Longest accepted password at login (the policy's cap): bounds the work an attacker can ask for.
@@ -251,6 +255,8 @@ pub struct ServiceParts {
     sealer: Arc<SecretSealer>,
     /// Per-client limit on forgot-password (in memory, per node).
     forgot_limiter: Arc<account::ClientLimiter>,
+    /// Sessions whose `last_active` write is in flight (see [`AuthService::touch`]).
+    touching: Arc<std::sync::Mutex<std::collections::HashSet<SessionId>>>,
     settings: Arc<Settings>,
 }
 
@@ -272,6 +278,7 @@ impl AuthService {
             mailer: c.mailer,
             sealer: Arc::new(c.sealer),
             forgot_limiter: Arc::new(account::ClientLimiter::new(settings.forgot_per_client_per_hour)),
+            touching: Arc::default(),
             settings: Arc::new(settings),
         }))
     }
@@ -651,9 +658,48 @@ impl AuthService {
         }
         // Reads must not all become writes: last_active moves at most once per interval.
         if now - session.last_active >= self.settings.touch_interval {
-            self.store.touch_session(session.id, now, now - self.settings.touch_interval).await?;
+            self.touch(session.id, now).await?;
         }
         Ok(Principal { user, session, claims })
+    }
+
+    /// Moves a session's `last_active` to `now`, waiting at most [`TOUCH_WAIT`] for the write.
+    ///
+    /// A bearer request is a read; the write is bookkeeping for the idle timeout, which already
+    /// allows `last_active` to lag by one touch interval. Measured under a login flood on
+    /// PostgreSQL, a commit could take over a second (commits queue behind the flood's WAL flushes
+    /// and its NOTIFY lock), and every request of a session due for its touch waited that long.
+    /// So the write runs as a task of its own: a request that sees it finish within the wait gets
+    /// its outcome (a database error still fails it, as before), and one that does not is answered
+    /// while the write goes on. One write per session at a time: while one is in flight, the
+    /// session's other requests do not start another.
+    async fn touch(&self, id: SessionId, now: DateTime<Utc>) -> Result<(), AuthError> {
+        /// Clears the session's in-flight mark however the write ends (a panic included).
+        struct InFlight(Arc<std::sync::Mutex<std::collections::HashSet<SessionId>>>, SessionId);
+        impl Drop for InFlight {
+            fn drop(&mut self) {
+                self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.1);
+            }
+        }
+        if !self.touching.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id) {
+            return Ok(());
+        }
+        let mark = InFlight(Arc::clone(&self.touching), id);
+        let store = Arc::clone(&self.store);
+        let stale_before = now - self.settings.touch_interval;
+        let write = tokio::spawn(async move {
+            let _mark = mark;
+            store.touch_session(id, now, stale_before).await
+        });
+        match tokio::time::timeout(TOUCH_WAIT, write).await {
+            Ok(Ok(done)) => Ok(done?),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the last_active write of a session failed");
+                Ok(())
+            }
+            // Still writing: it finishes on its own.
+            Err(_) => Ok(()),
+        }
     }
 
     /// The bearer path's checks of a session and its user against the token's user at `now`.
