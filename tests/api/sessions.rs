@@ -22,6 +22,11 @@ async fn list(app: &TestApp, token: &str) -> Vec<serde_json::Value> {
     r.body["sessions"].as_array().cloned().unwrap()
 }
 
+/// The `last_active` of the user's only session, as `/auth/sessions` shows it to `token`.
+async fn last_active(app: &TestApp, token: &str) -> String {
+    list(app, token).await[0]["last_active"].as_str().unwrap().to_owned()
+}
+
 async fn sessions_are_listed_with_device_and_current_flag(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.signed_up("list@example.com").await;
@@ -52,13 +57,12 @@ async fn last_active_moves_on_bearer_use_at_most_once_a_minute(backend: Backend)
     let app = TestApp::spawn(backend).await;
     let reg = app.signed_up("touch@example.com").await;
     let at = reg.str("access_token");
-    let last = |s: &Vec<serde_json::Value>| s[0]["last_active"].as_str().unwrap().to_owned();
-    let first = last(&list(&app, &at).await);
+    let first = last_active(&app, &at).await;
     app.clock.advance(Duration::seconds(30));
-    assert_eq!(last(&list(&app, &at).await), first, "within a minute: no write");
+    assert_eq!(last_active(&app, &at).await, first, "within a minute: no write");
     app.clock.advance(Duration::seconds(31));
     app.me(&at).await.assert(200, "");
-    assert!(last(&list(&app, &at).await) > first, "after a minute of use: moved");
+    assert!(last_active(&app, &at).await > first, "after a minute of use: moved");
 }
 
 /// The `last_active` write is bookkeeping: a request whose write is held up (another connection
@@ -68,8 +72,7 @@ async fn a_held_up_last_active_write_does_not_hold_up_the_request(backend: Backe
     let app = TestApp::spawn(backend).await;
     let reg = app.signed_up("held@example.com").await;
     let at = reg.str("access_token");
-    let last = |s: &Vec<serde_json::Value>| s[0]["last_active"].as_str().unwrap().to_owned();
-    let first = last(&list(&app, &at).await);
+    let first = last_active(&app, &at).await;
     let (mut blocker, lock) = match &app.db {
         // A write in an open transaction takes SQLite's write lock.
         Db::Sqlite(s) => (
@@ -89,10 +92,10 @@ async fn a_held_up_last_active_write_does_not_hold_up_the_request(backend: Backe
         app.me(&at).await.assert(200, "");
         assert!(started.elapsed() < StdDuration::from_secs(2), "waited {:?} for the write", started.elapsed());
     }
-    assert_eq!(last(&list(&app, &at).await), first, "the write is still held up");
+    assert_eq!(last_active(&app, &at).await, first, "the write is still held up");
     blocker.run("ROLLBACK").await;
     let started = Instant::now();
-    while last(&list(&app, &at).await) == first {
+    while last_active(&app, &at).await == first {
         assert!(started.elapsed() < StdDuration::from_secs(10), "the held-up write never landed");
         tokio::time::sleep(StdDuration::from_millis(20)).await;
     }

@@ -165,8 +165,9 @@ impl FromRef<AppState> for AuthService {
 }
 
 /// Every API route, each registered from its own `#[utoipa::path]` (see [`openapi`]): the router
-/// and the document cannot list different routes, because both come from this one value.
-pub fn documented_routes(state: &AppState, document: &openapi::Document) -> OpenApiRouter<AppState> {
+/// and the document cannot list different routes, because both come from this one value. Its
+/// `/openapi.json` keeps the document it serves in a slot of its own, filled on the first request.
+pub fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
     // Layers cost every request a boxed future (callgrind): only where they have work to do.
     let auth = match state.http.tenancy {
         tenancy::TenantResolution::None => routes::auth::router(),
@@ -177,20 +178,20 @@ pub fn documented_routes(state: &AppState, document: &openapi::Document) -> Open
         .nest(&state.http.auth_prefix, auth)
         .merge(routes::health::router())
         .merge(routes::jwks::router())
-        .routes(routes!(openapi::openapi_json).layer(axum::Extension(document.clone())));
+        .routes(routes!(openapi::openapi_json).layer(axum::Extension(openapi::Document::default())));
     if state.http.metrics_route { router.routes(routes!(metrics::render)) } else { router }
 }
 
 /// The OpenAPI document of this deployment (`GET /openapi.json` serves it, serialized).
 pub fn openapi(state: &AppState) -> utoipa::openapi::OpenApi {
-    let doc = documented_routes(state, &openapi::Document::default()).into_openapi();
+    let doc = documented_routes(state).into_openapi();
     openapi::finish(doc, &state.http)
 }
 
 /// The routes, without the cross-cutting layers (see [`with_layers`]); useful to add routes
 /// that must sit under the same layers.
 pub fn routes(state: &AppState) -> Router<AppState> {
-    let router = Router::from(documented_routes(state, &openapi::Document::default()));
+    let router = Router::from(documented_routes(state));
     let router = if state.http.docs { router.merge(docs::router("/openapi.json")) } else { router };
     if state.http.ui { router.merge(ui::router(&state.http.auth_prefix, state.http.token_transport)) } else { router }
 }

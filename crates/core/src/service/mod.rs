@@ -41,6 +41,31 @@ use crate::tokens::{AccessClaims, AccessTokens, RefreshToken, RefreshTokens};
 /// [`AuthService::touch`]): far above a healthy commit (about a millisecond).
 const TOUCH_WAIT: StdDuration = StdDuration::from_millis(50);
 
+/// The sessions whose `last_active` write is in flight.
+#[derive(Default)]
+struct Touching(std::sync::Mutex<std::collections::HashSet<SessionId>>);
+
+/// A session's in-flight mark, cleared however its write ends (a panic included).
+struct TouchClaim(Arc<Touching>, SessionId);
+
+impl Touching {
+    fn set(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<SessionId>> {
+        // Only inserts and removes run under the lock: a poisoned set is still consistent.
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Marks `id` in flight, or `None` when a write of it already is.
+    fn claim(this: &Arc<Self>, id: SessionId) -> Option<TouchClaim> {
+        this.set().insert(id).then(|| TouchClaim(Arc::clone(this), id))
+    }
+}
+
+impl Drop for TouchClaim {
+    fn drop(&mut self) {
+        self.0.set().remove(&self.1);
+    }
+}
+
 /// Longest accepted display name, in characters.
 const MAX_NAME_CHARS: usize = 255;
 /// Longest accepted password at login (the policy's cap): bounds the work an attacker can ask for.
@@ -256,7 +281,7 @@ pub struct ServiceParts {
     /// Per-client limit on forgot-password (in memory, per node).
     forgot_limiter: Arc<account::ClientLimiter>,
     /// Sessions whose `last_active` write is in flight (see [`AuthService::touch`]).
-    touching: Arc<std::sync::Mutex<std::collections::HashSet<SessionId>>>,
+    touching: Arc<Touching>,
     settings: Arc<Settings>,
 }
 
@@ -674,17 +699,9 @@ impl AuthService {
     /// while the write goes on. One write per session at a time: while one is in flight, the
     /// session's other requests do not start another.
     async fn touch(&self, id: SessionId, now: DateTime<Utc>) -> Result<(), AuthError> {
-        /// Clears the session's in-flight mark however the write ends (a panic included).
-        struct InFlight(Arc<std::sync::Mutex<std::collections::HashSet<SessionId>>>, SessionId);
-        impl Drop for InFlight {
-            fn drop(&mut self) {
-                self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.1);
-            }
-        }
-        if !self.touching.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id) {
+        let Some(mark) = Touching::claim(&self.touching, id) else {
             return Ok(());
-        }
-        let mark = InFlight(Arc::clone(&self.touching), id);
+        };
         let store = Arc::clone(&self.store);
         let stale_before = now - self.settings.touch_interval;
         let write = tokio::spawn(async move {
