@@ -14,7 +14,7 @@ stop. Every function of the binary that executed before the dump is listed first
 order; the request path's follow. Names are the linker's (mangled) symbols: after a change
 to the dependencies or the compiler some no longer exist, and LLD skips them silently
 (--no-warn-symbol-ordering); run this again then. It prints how much of the list the current
-binary still has.
+binary still had of the list it replaces.
 
 Usage: scripts/symbol-order.py [postgres-url]   (needs valgrind; ~2 minutes)
 """
@@ -128,6 +128,10 @@ def main():
                        capture_output=True)
     ordered = sorted((n for n in idle if n in address), key=address.get)
     ordered += sorted((n for n in requests - idle if n in address), key=address.get)
+    if os.path.exists(OUT):
+        previous = [line.strip() for line in open(OUT) if line.strip()]
+        still = sum(1 for n in previous if n in address)
+        print(f"the list replaced: {still} of its {len(previous)} symbols were in this build")
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:
         f.write("\n".join(ordered) + "\n")
