@@ -25,6 +25,7 @@ fn since(before: RotationBatchStats, app: &TestApp) -> RotationBatchStats {
         statements: now.statements - before.statements,
         rotations: now.rotations - before.rotations,
         handed_back: now.handed_back - before.handed_back,
+        busy_micros: now.busy_micros - before.busy_micros,
     }
 }
 
@@ -160,6 +161,8 @@ async fn a_killed_worker_connection_is_replaced() {
         token = r.str("refresh_token");
         let d = since(before, &app);
         assert_eq!((d.statements, d.rotations, d.handed_back), (1, 1, 0), "run by the worker: {d:?}");
+        // A statement and its commit take a round trip to PostgreSQL: never 0 µs.
+        assert!(d.busy_micros > 0, "the worker's busy time counts the batch: {d:?}");
         // The worker's connection: the one that ran this schema's rotation statement.
         let mut c = sqlx::PgConnection::connect(&pg_url()).await.unwrap();
         let killed: Vec<bool> = sqlx::query_scalar(

@@ -57,6 +57,12 @@ async fn metrics_count_requests_by_route_template_and_outcomes(backend: Backend)
             && after.contains("fraise_db_pool_max_connections 5")
     );
     assert!(after.contains("fraise_hash_queue_depth "), "{after}");
+    if backend == Backend::Postgres {
+        // Values are set at each scrape from the scraping app's store, and other tests scrape in
+        // parallel: only that the series is exported is checked here (tests/api/batching.rs
+        // checks the worker's busy time itself).
+        assert!(after.contains("\nfraise_refresh_batch_busy_microseconds_total "), "{after}");
+    }
 }
 
 async fn metrics_can_require_a_token(backend: Backend) {

@@ -493,6 +493,9 @@ pub struct RotationBatchStats {
     pub rotations: u64,
     /// Rotations handed back to run alone (their row was busy, or their batch failed).
     pub handed_back: u64,
+    /// Microseconds the worker spent running batches (connecting included). Its share of wall
+    /// time says how busy the node's one commit stream is: near 100 %, refreshes queue for it.
+    pub busy_micros: u64,
 }
 
 /// The state of a backend's session cache.

@@ -85,6 +85,16 @@ fn describe() {
     describe_gauge!("fraise_db_pool_connections", "Database connections by state (idle, in_use)");
     describe_gauge!("fraise_db_pool_max_connections", "Largest size of the database pool");
     describe_gauge!("fraise_tenants_open", "Tenants held open (TENANT_MAX_OPEN bounds it)");
+    describe_counter!(
+        "fraise_refresh_batch_statements_total",
+        "PostgreSQL: statements that committed refresh rotations together"
+    );
+    describe_counter!("fraise_refresh_batch_rotations_total", "PostgreSQL: refresh rotations those statements carried");
+    describe_counter!("fraise_refresh_batch_handed_back_total", "PostgreSQL: rotations handed back to run alone");
+    describe_counter!(
+        "fraise_refresh_batch_busy_microseconds_total",
+        "PostgreSQL: time the rotation worker spent running batches (near 1 s per s: refreshes queue for it)"
+    );
 }
 
 fn method_label(m: &Method) -> &'static str {
@@ -170,6 +180,7 @@ fn sample(state: &AppState) {
         metrics::counter!("fraise_refresh_batch_statements_total").absolute(b.statements);
         metrics::counter!("fraise_refresh_batch_rotations_total").absolute(b.rotations);
         metrics::counter!("fraise_refresh_batch_handed_back_total").absolute(b.handed_back);
+        metrics::counter!("fraise_refresh_batch_busy_microseconds_total").absolute(b.busy_micros);
     }
     if let Some(t) = &state.tenants {
         metrics::gauge!("fraise_tenants_open").set(t.open_count() as f64);

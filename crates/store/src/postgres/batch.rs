@@ -133,6 +133,7 @@ pub(super) struct Batcher {
     statements: AtomicU64,
     rotations: AtomicU64,
     handed_back: AtomicU64,
+    busy_micros: AtomicU64,
 }
 
 impl std::fmt::Debug for Batcher {
@@ -147,6 +148,7 @@ impl Batcher {
             statements: self.statements.load(Ordering::Relaxed),
             rotations: self.rotations.load(Ordering::Relaxed),
             handed_back: self.handed_back.load(Ordering::Relaxed),
+            busy_micros: self.busy_micros.load(Ordering::Relaxed),
         }
     }
 
@@ -192,6 +194,7 @@ impl Batcher {
     /// dropped unless PostgreSQL itself refused the statement (a lock timeout, say): the next
     /// batch reconnects.
     async fn execute(&self, options: &PgConnectOptions, conn: &mut Option<Worker>, batch: Vec<Job>) {
+        let started = Instant::now();
         self.statements.fetch_add(1, Ordering::Relaxed);
         self.rotations.fetch_add(batch.len() as u64, Ordering::Relaxed);
         let rotations: Vec<&Rotation> = batch.iter().map(|j| &*j.rotation).collect();
@@ -202,6 +205,8 @@ impl Batcher {
         .await
         .unwrap_or_else(|_| Err(StoreError::Unavailable("batched rotation timed out".into())));
         drop(rotations);
+        let busy = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.busy_micros.fetch_add(busy, Ordering::Relaxed);
         match ran {
             Ok(outcomes) => {
                 if let Some(c) = conn {
