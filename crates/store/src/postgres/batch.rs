@@ -4,9 +4,18 @@
 //! around it, not the row: PostgreSQL spent ~330 µs of CPU per single-row rotation statement
 //! (pgbench, 8 clients: ~5,200/s), but ~120 µs per rotation when four rode one statement
 //! (~15,000/s). So refreshes are handed to a worker that takes every rotation waiting at that
-//! moment and runs them as **one statement, one commit**. Nothing waits to fill a batch: an idle
-//! server runs each rotation on its own at once, and batches form only from what queued while
-//! the worker was busy.
+//! moment and runs them as **one statement, one commit**. An idle server runs each rotation on
+//! its own at once, and batches form from what queued while the worker was busy.
+//!
+//! A small batch also waits a little for the clients it just answered ([`linger`]). Measured at
+//! 8 connections each rotating its own chain, the worker was busy 94 % of the time with batches
+//! of 3.9: the clients split into two groups of four, each waiting while the other's commit ran,
+//! and a commit costs nearly the same for 4 rotations as for 8 (0.85 vs 0.9-1.1 ms). Waiting up
+//! to [`LINGER`] after a batch of 2 to [`LINGER_BELOW`] - 1 rotations for as many jobs as it
+//! carried merges the groups into one: batches of 7.8, PostgreSQL CPU per refresh down by about a
+//! quarter, +3 to +21 % refreshes/s in alternating rounds. A lone client never waits (after a
+//! batch of one), a queue that already holds that many never waits, and batches of
+//! [`LINGER_BELOW`] or more have amortised their commit already, so they never wait either.
 //!
 //! Each rotation keeps every property of the single statement: it commits (with its audit row)
 //! before its caller hears of it, it is the same compare-and-swap on `refresh_counter`, and it
@@ -40,6 +49,11 @@ const MAX_BATCH: usize = 64;
 /// back (`lock_timeout` of the worker's connection). Well under `deadlock_timeout` (1 s by
 /// default), so in a lock cycle it is always the batch that gives way.
 const LOCK_TIMEOUT: &str = "200ms";
+/// The longest the worker waits after a small batch for as many jobs as it carried ([`linger`]).
+/// Tokio's timer counts whole milliseconds, so a wait that times out lasts 1-2 ms.
+const LINGER: Duration = Duration::from_millis(1);
+/// From this many rotations a batch has amortised its commit: the worker does not wait after it.
+const LINGER_BELOW: usize = 16;
 /// How long a batch may take, connecting included, before its rotations are handed back (and
 /// its connection dropped: a half-open connection would otherwise hang the worker). Handing back
 /// a rotation that did commit is safe: run again, it matches nothing, and the caller then finds
@@ -177,8 +191,11 @@ impl Batcher {
         let options = options.clone().options([("lock_timeout", LOCK_TIMEOUT)]);
         let stats = Arc::downgrade(self);
         runtime.spawn(async move {
-            let (mut carried, mut worker) = (Vec::new(), None);
-            while let Some(batch) = next_batch(&mut rx, &mut carried).await {
+            let (mut carried, mut worker, mut last) = (Vec::new(), None, 0);
+            loop {
+                linger(&mut rx, &mut carried, last).await;
+                let Some(batch) = next_batch(&mut rx, &mut carried).await else { return };
+                last = batch.len();
                 if batch.is_empty() {
                     continue;
                 }
@@ -251,6 +268,24 @@ impl Worker {
                 let conn = PgConnection::connect_with(options).await.map_err(map)?;
                 Ok(slot.insert(Worker { conn, used: Instant::now() }))
             }
+        }
+    }
+}
+
+/// After a batch of `last` rotations, waits until as many jobs are queued again (counting those
+/// carried over), at most [`LINGER`]: the clients just answered are about to send their next
+/// refresh, and sharing a commit with them costs less than a commit of their own. Returns at
+/// once after a batch of one (a lone client never waits) or of [`LINGER_BELOW`] or more, when
+/// that many are queued already, or when the queue closes.
+async fn linger(rx: &mut mpsc::UnboundedReceiver<Job>, carried: &mut Vec<Job>, last: usize) {
+    if !(2..LINGER_BELOW).contains(&last) {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + LINGER;
+    while carried.len() + rx.len() < last {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(job)) => carried.push(job),
+            Ok(None) | Err(_) => return,
         }
     }
 }
@@ -350,6 +385,53 @@ mod tests {
         let mut carried = Vec::new();
         assert_eq!(next_batch(&mut rx, &mut carried).await.unwrap().len(), MAX_BATCH);
         assert_eq!(next_batch(&mut rx, &mut carried).await.unwrap().len(), 5);
+    }
+
+    /// Time is paused: it moves only when every task waits on a timer, so the waits are exact.
+    #[tokio::test(start_paused = true)]
+    async fn after_a_small_batch_the_worker_waits_for_as_many_jobs_but_at_most_the_linger() {
+        let a: Arc<str> = "schema a".into();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut carried = Vec::new();
+        // Nobody comes back: the whole LINGER, then on.
+        let started = tokio::time::Instant::now();
+        linger(&mut rx, &mut carried, 4).await;
+        let waited = started.elapsed();
+        assert!(waited >= LINGER && waited <= 2 * LINGER, "{waited:?}");
+        // Two are queued and two more come: it returns as soon as the fourth is in, at no time.
+        let mut callers = queue(&tx, &[(&a, 1), (&a, 2)]);
+        let late = tokio::spawn({
+            let (tx, a) = (tx.clone(), Arc::clone(&a));
+            async move {
+                tokio::task::yield_now().await;
+                queue(&tx, &[(&a, 3), (&a, 4), (&a, 5)])
+            }
+        });
+        let started = tokio::time::Instant::now();
+        linger(&mut rx, &mut carried, 4).await;
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        callers.extend(late.await.unwrap());
+        assert_eq!(carried.len() + rx.len(), 5, "all five wait for the next batch, carried or queued");
+        // Enough already queued: no wait.
+        let started = tokio::time::Instant::now();
+        linger(&mut rx, &mut carried, 4).await;
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        drop(callers);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_client_a_large_batch_and_a_closed_queue_never_wait() {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+        let mut carried = Vec::new();
+        let started = tokio::time::Instant::now();
+        for last in [0, 1, LINGER_BELOW, MAX_BATCH] {
+            linger(&mut rx, &mut carried, last).await;
+        }
+        assert_eq!(started.elapsed(), Duration::ZERO, "a batch of one or of LINGER_BELOW and more: no wait");
+        drop(tx);
+        linger(&mut rx, &mut carried, 4).await;
+        assert_eq!(started.elapsed(), Duration::ZERO, "the queue closed: no wait");
+        assert!(carried.is_empty());
     }
 
     #[tokio::test]
