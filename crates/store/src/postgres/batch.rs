@@ -12,8 +12,9 @@
 //! of 3.9: the clients split into two groups of four, each waiting while the other's commit ran,
 //! and a commit costs nearly the same for 4 rotations as for 8 (0.85 vs 0.9-1.1 ms). Waiting up
 //! to [`LINGER`] after a batch of 2 to [`LINGER_BELOW`] - 1 rotations for as many jobs as it
-//! carried merges the groups into one: batches of 7.8, PostgreSQL CPU per refresh down by about a
-//! quarter, +3 to +21 % refreshes/s in alternating rounds. A lone client never waits (after a
+//! carried merges the groups into one: batches of 7.2-7.8, PostgreSQL CPU per refresh down by
+//! about 30 %, refreshes/s +11 % (median of three alternating pairs of rounds; single rounds
+//! from -6 % to +30 % on a noisy machine). A lone client never waits (after a
 //! batch of one), a queue that already holds that many never waits, and batches of
 //! [`LINGER_BELOW`] or more have amortised their commit already, so they never wait either.
 //!
