@@ -495,6 +495,8 @@ pub struct RotationBatchStats {
     pub handed_back: u64,
     /// Microseconds the worker spent running batches (connecting included). Its share of wall
     /// time says how busy the node's one commit stream is: near 100 %, refreshes queue for it.
+    /// The worker's short waits after small batches (for their clients' next refresh) are not
+    /// counted: at 8 clients looping on refresh it reads about 60 % at its ceiling.
     pub busy_micros: u64,
 }
 
