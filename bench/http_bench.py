@@ -68,10 +68,20 @@ def unit(text):
     return value / 1000.0 if u == "us" else value if u == "ms" else value * 1000.0
 
 
+def wrk_command(script, connections, duration):
+    """wrk with `script`, one thread per connection, latency percentiles on."""
+    return ["wrk", "-t", str(connections), "-c", str(connections), "-d", f"{duration}s", "--latency",
+            "-s", os.path.join(WRK, script), f"http://127.0.0.1:{PORT}"]
+
+
 def wrk(script, connections, duration, env):
-    cmd = ["wrk", "-t", str(connections), "-c", str(connections), "-d", f"{duration}s", "--latency",
-           "-s", os.path.join(WRK, script), f"http://127.0.0.1:{PORT}"]
-    out = subprocess.run(cmd, env=dict(os.environ, PREFIX="/auth", **env), capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(wrk_command(script, connections, duration), env=dict(os.environ, PREFIX="/auth", **env),
+                         capture_output=True, text=True, check=True).stdout
+    return parse_wrk(out, f"{script} at {connections} connections")
+
+
+def parse_wrk(out, what):
+    """requests/s, p50 and p99 (ms) of wrk's report; exits if any request failed (`what` says which run)."""
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = unit(re.search(r"\s50%\s+(\S+)", out).group(1))
     p99 = unit(re.search(r"\s99%\s+(\S+)", out).group(1))
@@ -79,7 +89,7 @@ def wrk(script, connections, duration, env):
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     failures = (int(bad.group(1)) if bad else 0) + (sum(int(g) for g in errors.groups()) if errors else 0)
     if failures:
-        sys.exit(f"{script} at {connections} connections: {failures} failed requests\n{out}")
+        sys.exit(f"{what}: {failures} failed requests\n{out}")
     return {"rps": rps, "p50_ms": p50, "p99_ms": p99}
 
 
@@ -139,14 +149,34 @@ def write_lines(path, lines):
         f.write("\n".join(lines) + "\n")
 
 
-def run_backend(backend, binary, pg_url):
-    data = tempfile.mkdtemp(prefix=f"fraise-bench-{backend}-")
-    schema = f"bench_{os.getpid()}"
+def server_env(backend, data, pg_url, schema):
+    """The measured server's settings: data in `data`, rate limits raised so they never trip,
+    PostgreSQL's schema `schema` when `backend` is postgres."""
     env = dict(os.environ, DATA_DIR=data, JWT_SECRET_KEY=SECRET, LOG_LEVEL="warn",
                RATE_LIMIT_REQUESTS_PER_MINUTE="100000000", RATE_LIMIT_AUTH_REQUESTS_PER_MINUTE="100000000",
                HASH_QUEUE_SIZE="256")
     if backend == "postgres":
         env.update(DATABASE_URL=pg_url, DEFAULT_SCHEMA=schema)
+    return env
+
+
+def fresh_chains(emails, path):
+    """Logs each user in and writes the new refresh tokens to `path`, one a line. Every refresh run
+    starts from new sessions: the previous run rotated its chains far past the tokens in the file,
+    which would now be replays (theft)."""
+    chains = []
+    for email in emails:
+        s, body = http("POST", "/auth/login", {"email": email, "password": PASSWORD})
+        if s != 200:
+            sys.exit(f"login {email}: HTTP {s}")
+        chains.append(body["refresh_token"])
+    write_lines(path, chains)
+
+
+def run_backend(backend, binary, pg_url):
+    data = tempfile.mkdtemp(prefix=f"fraise-bench-{backend}-")
+    schema = f"bench_{os.getpid()}"
+    env = server_env(backend, data, pg_url, schema)
     result = {}
     server = None
     try:
@@ -162,19 +192,9 @@ def run_backend(backend, binary, pg_url):
         for c in (8, 64):
             result[f"me-{c}"] = median_run("me.lua", c, {"TOKENS": files["access"]})
             print(backend, f"me-{c}", result[f"me-{c}"], flush=True)
-        def fresh_chains():
-            # Every run starts from new sessions: the previous run rotated its chains far past
-            # the tokens in the file, which would now be replays (theft).
-            chains = []
-            for email in emails:
-                s, body = http("POST", "/auth/login", {"email": email, "password": PASSWORD})
-                if s != 200:
-                    sys.exit(f"login {email}: HTTP {s}")
-                chains.append(body["refresh_token"])
-            write_lines(files["refresh"], chains)
-
         for c in (8, 64):
-            result[f"refresh-{c}"] = median_run("refresh.lua", c, {"TOKENS": files["refresh"]}, fresh_chains)
+            result[f"refresh-{c}"] = median_run("refresh.lua", c, {"TOKENS": files["refresh"]},
+                                                lambda: fresh_chains(emails, files["refresh"]))
             print(backend, f"refresh-{c}", result[f"refresh-{c}"], flush=True)
         # Logins (here and in the flood) use users of their own: logins beyond
         # MAX_SESSIONS_PER_USER end the oldest sessions, whose access tokens /auth/me presents.

@@ -64,12 +64,7 @@ def main():
     postgres = os.environ.get("BACKEND", "postgres") == "postgres"
     data = tempfile.mkdtemp(prefix="fraise-probe-")
     schema = f"probe_{os.getpid()}"
-    env = dict(os.environ, DATA_DIR=data, JWT_SECRET_KEY=hb.SECRET, LOG_LEVEL="warn",
-               RATE_LIMIT_REQUESTS_PER_MINUTE="100000000", RATE_LIMIT_AUTH_REQUESTS_PER_MINUTE="100000000",
-               HASH_QUEUE_SIZE="256")
-    if postgres:
-        env.update(DATABASE_URL=pg, DEFAULT_SCHEMA=schema)
-    server = hb.Server(binary, env)
+    server = hb.Server(binary, hb.server_env("postgres" if postgres else "sqlite", data, pg, schema))
     me = str(server.proc.pid)
     processes = {
         "server": lambda pid, name: pid == me,
@@ -80,14 +75,9 @@ def main():
         emails, _, _ = hb.users(conns, "probe")
         tokens = os.path.join(data, "refresh")
         for _ in range(rounds):
-            chains = []
-            for email in emails:
-                _, body = hb.http("POST", "/auth/login", {"email": email, "password": hb.PASSWORD})
-                chains.append(body["refresh_token"])
-            hb.write_lines(tokens, chains)
+            hb.fresh_chains(emails, tokens)
             before, ticks, started = counters(), {k: cpu_ticks(m) for k, m in processes.items()}, time.monotonic()
-            wrk = subprocess.Popen(["wrk", "-t", str(conns), "-c", str(conns), "-d", f"{hb.DURATION}s", "--latency",
-                                    "-s", os.path.join(hb.WRK, "refresh.lua"), f"http://127.0.0.1:{hb.PORT}"],
+            wrk = subprocess.Popen(hb.wrk_command("refresh.lua", conns, hb.DURATION),
                                    env=dict(os.environ, PREFIX="/auth", TOKENS=tokens), stdout=subprocess.PIPE, text=True)
             out = wrk.stdout.read()
             _, _, usage = os.wait4(wrk.pid, 0)  # wrk's CPU time: its /proc entry is gone now
@@ -96,17 +86,15 @@ def main():
             after = counters()
             spent = {k: (cpu_ticks(m) - ticks[k]) / TICK for k, m in processes.items()}
             spent["wrk"] = usage.ru_utime + usage.ru_stime
+            run = hb.parse_wrk(out, f"refresh at {conns} connections")
             done = int(re.search(r"(\d+) requests in", out).group(1))
-            rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-            p50 = re.search(r"\s50%\s+(\S+)", out).group(1)
-            p99 = re.search(r"\s99%\s+(\S+)", out).group(1)
             stmts = after["statements"] - before["statements"]
             batch = (after["rotations"] - before["rotations"]) / stmts if stmts else 0.0
             busy = (after["busy_microseconds"] - before["busy_microseconds"]) / 1e6 / wall
             cpu = ", ".join(f"{k} {v * 1e6 / max(done, 1):.0f}" for k, v in spent.items())
-            print(f"{rps:8.0f} req/s  p50 {p50:>7}  p99 {p99:>7}  batch {batch:4.1f}  busy {busy:4.0%}  cpu/req µs: {cpu}",
-                  flush=True)
-            rates.append(rps)
+            print(f"{run['rps']:8.0f} req/s  p50 {run['p50_ms']:5.2f} ms  p99 {run['p99_ms']:6.2f} ms  batch {batch:4.1f}  "
+                  f"busy {busy:4.0%}  cpu/req µs: {cpu}", flush=True)
+            rates.append(run["rps"])
     finally:
         server.stop()
         if postgres:
