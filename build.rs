@@ -18,9 +18,13 @@ fn main() {
     if var("PROFILE") != "release" || var("TARGET") != "x86_64-unknown-linux-gnu" || own_linker {
         return;
     }
+    // The linker reads a copy in OUT_DIR, not the checkout's file: cargo shares a build script's
+    // output between checkouts of this workspace that build into one target directory, and an
+    // output naming another checkout's file broke the link once that checkout was deleted.
     let order = std::path::Path::new(&var("CARGO_MANIFEST_DIR")).join("link/symbol-order.txt");
-    if order.is_file() {
-        println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}", order.display());
+    let copy = std::path::Path::new(&var("OUT_DIR")).join("symbol-order.txt");
+    if order.is_file() && std::fs::copy(&order, &copy).is_ok() {
+        println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}", copy.display());
         println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
     }
     // Relative relocations packed (DT_RELR): the 1 MB `.rela.dyn` the loader reads at every start
