@@ -42,7 +42,7 @@ impl AuditStore for SqliteStore {
         .bind(&e.user_agent)
         .bind(e.details.to_string())
         .bind(ts(e.at))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(map)?;
         Ok(())
@@ -69,7 +69,7 @@ impl AuditStore for SqliteStore {
 async fn drain(store: &SqliteStore, sql: &'static str, cutoff: String, batch: u32) -> Result<u64, StoreError> {
     let mut total = 0;
     loop {
-        let n = sqlx::query(sql).bind(&cutoff).bind(i64::from(batch)).execute(&store.pool).await.map_err(map)?;
+        let n = sqlx::query(sql).bind(&cutoff).bind(i64::from(batch)).execute(&store.writer).await.map_err(map)?;
         total += n.rows_affected();
         if n.rows_affected() < u64::from(batch) {
             return Ok(total);
@@ -133,7 +133,7 @@ impl Maintenance for SqliteStore {
         )
         .bind(ts(now - chrono::Duration::days(1)))
         .bind(ts(now))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(map)?;
         Ok(CleanupReport { sessions, one_time_tokens: resets + verifications + challenges, audit_rows })

@@ -17,7 +17,7 @@ impl SqliteStore {
     /// Writes, reads and deletes a throw-away user, session and audit row, reads the lockout
     /// table, then rolls everything back. `Err` names the step that failed and why.
     pub async fn check_read_write(&self) -> Result<(), String> {
-        let mut tx = self.pool.begin().await.map_err(|e| format!("begin: {e}"))?;
+        let mut tx = self.writer.begin().await.map_err(|e| format!("begin: {e}"))?;
         let (user, now) = (Uuid::new_v4().to_string(), ts(Utc::now()));
         let step = |what: &'static str| move |e: sqlx::Error| format!("{what}: {e}");
         sqlx::query(

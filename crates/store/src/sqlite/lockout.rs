@@ -51,7 +51,7 @@ impl LoginFailureStore for SqliteStore {
         .bind(client)
         .bind(ts(now))
         .bind(ts(window_start))
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
         .map_err(map)
     }
@@ -61,7 +61,7 @@ impl LoginFailureStore for SqliteStore {
             .bind(email)
             .bind(client)
             .bind(ts(until))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(map)?;
         Ok(())
@@ -75,13 +75,13 @@ impl LoginFailureStore for SqliteStore {
         .bind(email)
         .bind(client)
         .bind(ts(now))
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
         .map_err(map)?;
         sqlx::query("DELETE FROM tb_login_failure WHERE email = ?1 AND (?2 IS NULL OR client_key IN (?2, '*'))")
             .bind(email)
             .bind(client)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(map)?;
         Ok(u64::try_from(locked).unwrap_or(0))

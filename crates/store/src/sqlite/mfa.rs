@@ -22,7 +22,7 @@ impl MfaStore for SqliteStore {
         .bind(user.to_string())
         .bind(sealed)
         .bind(ts(now))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(map)?;
         Ok(done.rows_affected() == 1)
@@ -55,7 +55,7 @@ impl MfaStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let id = user.to_string();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
         let done = sqlx::query(
             "UPDATE tb_mfa_totp SET confirmed_at = ?3, last_step = ?4 \
              WHERE fk_user = ?1 AND secret_sealed = ?2 AND confirmed_at IS NULL AND last_step < ?4",
@@ -104,7 +104,7 @@ impl MfaStore for SqliteStore {
         )
         .bind(user.to_string())
         .bind(step)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(map)?;
         Ok(done.rows_affected() == 1)
@@ -117,7 +117,7 @@ impl MfaStore for SqliteStore {
         .bind(user.to_string())
         .bind(&hash[..])
         .bind(ts(now))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(map)?;
         Ok(done.rows_affected() == 1)
@@ -135,7 +135,7 @@ impl MfaStore for SqliteStore {
 
     async fn remove_totp(&self, user: Uuid, _now: DateTime<Utc>) -> Result<bool, StoreError> {
         let id = user.to_string();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
         let confirmed: Option<bool> =
             sqlx::query_scalar("DELETE FROM tb_mfa_totp WHERE fk_user = ?1 RETURNING confirmed_at IS NOT NULL")
                 .bind(&id)
@@ -159,7 +159,7 @@ impl MfaStore for SqliteStore {
 
     async fn reset_mfa(&self, user: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let id = user.to_string();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
         let found = sqlx::query("UPDATE tb_user SET mfa_methods = 0, updated_at = ?2 WHERE pk_user = ?1")
             .bind(&id)
             .bind(ts(now))
@@ -190,7 +190,7 @@ impl MfaStore for SqliteStore {
         )
         .bind(user.to_string())
         .bind(ts(now))
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
         .map_err(map)
     }
@@ -199,7 +199,7 @@ impl MfaStore for SqliteStore {
         sqlx::query("UPDATE tb_mfa_failure SET locked_until = ?2 WHERE fk_user = ?1")
             .bind(user.to_string())
             .bind(ts(until))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(map)?;
         Ok(())
@@ -219,7 +219,7 @@ impl MfaStore for SqliteStore {
     async fn clear_mfa_failures(&self, user: Uuid) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM tb_mfa_failure WHERE fk_user = ?1")
             .bind(user.to_string())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(map)?;
         Ok(())
@@ -230,7 +230,7 @@ impl MfaStore for SqliteStore {
             .bind(user.to_string())
             .bind(old)
             .bind(new)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(map)?;
         Ok(done.rows_affected() == 1)
@@ -250,7 +250,7 @@ impl MfaStore for SqliteStore {
         .bind(user.to_string())
         .bind(ts(now))
         .bind(ts(expires_at))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(map)?;
         Ok(())
@@ -288,7 +288,7 @@ impl MfaStore for SqliteStore {
         .bind(&hash[..])
         .bind(ts(now))
         .bind(max_attempts)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(map)?;
         user.as_deref().map(parse_uuid).transpose()
@@ -300,7 +300,7 @@ impl MfaStore for SqliteStore {
         )
         .bind(&hash[..])
         .bind(ts(now))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(map)?;
         Ok(done.rows_affected() == 1)

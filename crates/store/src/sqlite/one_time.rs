@@ -24,7 +24,7 @@ impl OneTimeTokenStore for SqliteStore {
         let (t, pk) = table(kind);
         // IMMEDIATE takes SQLite's single write lock first: the check below and the writes after it
         // cannot interleave with another issuer.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
         // Table names come from `table`, never from input.
         let recent: Option<String> =
             sqlx::query_scalar(AssertSqlSafe(format!("SELECT MAX(created_at) FROM {t} WHERE fk_user = ?1")))
@@ -86,7 +86,7 @@ impl OneTimeTokenStore for SqliteStore {
         )))
         .bind(&hash[..])
         .bind(ts(now))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(map)?;
         user.as_deref().map(parse_uuid).transpose()

@@ -89,7 +89,7 @@ impl TenantAdmin for SqliteTenants {
         remove_files(&building);
         let store = SqliteStore::open(&building, 1).await?;
         let report = store.migrate().await;
-        store.pool().close().await;
+        store.close().await;
         let report = match report {
             Ok(r) => r,
             Err(e) => {
@@ -109,7 +109,7 @@ impl TenantAdmin for SqliteTenants {
     async fn migrate_tenant(&self, name: &TenantName) -> Result<MigrationReport, TenantError> {
         let store = self.open_store(name).await?.ok_or_else(|| TenantError::NotFound(name.clone()))?;
         let report = store.migrate().await;
-        store.pool().close().await;
+        store.close().await;
         Ok(report?)
     }
 

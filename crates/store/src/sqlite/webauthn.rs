@@ -49,7 +49,7 @@ async fn sync_bit(tx: &mut sqlx::SqliteConnection, user: Uuid, now: DateTime<Utc
 #[async_trait]
 impl PasskeyStore for SqliteStore {
     async fn insert_passkey(&self, p: PasskeyRecord) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
         sqlx::query(
             "INSERT INTO tb_webauthn_credential \
              (pk_webauthn_credential, fk_user, credential_id, passkey, name, sign_count, created_at, last_used_at) \
@@ -93,7 +93,7 @@ impl PasskeyStore for SqliteStore {
     }
 
     async fn delete_passkey(&self, user: Uuid, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
         let done = sqlx::query("DELETE FROM tb_webauthn_credential WHERE pk_webauthn_credential = ?1 AND fk_user = ?2")
             .bind(id.to_string())
             .bind(user.to_string())
@@ -125,7 +125,7 @@ impl PasskeyStore for SqliteStore {
         .bind(seen_count)
         .bind(sign_count)
         .bind(ts(now))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(map)?;
         Ok(done.rows_affected() == 1)
@@ -144,7 +144,7 @@ impl PasskeyStore for SqliteStore {
         // start is a natural moment to forget the expired ones.
         sqlx::query("DELETE FROM tb_webauthn_ceremony WHERE expires_at <= ?1")
             .bind(ts(now))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(map)?;
         sqlx::query(
@@ -157,7 +157,7 @@ impl PasskeyStore for SqliteStore {
         .bind(state)
         .bind(ts(now))
         .bind(ts(expires_at))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(map)?;
         Ok(())
@@ -176,7 +176,7 @@ impl PasskeyStore for SqliteStore {
         .bind(id.to_string())
         .bind(kind.as_str())
         .bind(ts(now))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(map)?;
         let Some(row) = row else {
