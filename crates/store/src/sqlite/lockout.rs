@@ -75,7 +75,7 @@ impl LoginFailureStore for SqliteStore {
         .bind(email)
         .bind(client)
         .bind(ts(now))
-        .fetch_one(&self.writer)
+        .fetch_one(&self.pool)
         .await
         .map_err(map)?;
         sqlx::query("DELETE FROM tb_login_failure WHERE email = ?1 AND (?2 IS NULL OR client_key IN (?2, '*'))")
