@@ -9,7 +9,9 @@ bearer request as always) is started and measured:
   me-8, me-64        GET /auth/me, 8 / 64 connections (one wrk thread per connection, one user each)
   refresh-8/64       POST /auth/refresh, each connection rotating its own session's chain
   login              POST /auth/login with the right password, 2x CPU connections
-  me-during-login    GET /auth/me at 8 connections while a login flood saturates hashing
+  me-during-login    GET /auth/me at 8 connections while a login flood saturates hashing, RUNS
+                     times, each paired with an idle run right before it; the pair with the
+                     median p99 ratio is reported, with every pair's ratio
   rss / ready        idle RSS, peak RSS during the flood, start-to-/health/ready (SQLite, fresh)
 
 Each throughput scenario runs RUNS times (default 3) for DURATION seconds; the median run (by
@@ -206,7 +208,9 @@ def run_backend(backend, binary, pg_url):
         result["login"] = median_run("login.lua", 2 * CPUS, {"EMAILS": files["emails"], "PASSWORD": PASSWORD})
         print(backend, "login", result["login"], flush=True)
 
-        # /auth/me while logins saturate the hashing threads; peak RSS sampled meanwhile.
+        # /auth/me while logins saturate the hashing threads, RUNS times, each flood run paired
+        # with an idle run right before it (the idle p99 drifts within minutes, like the hash
+        # cost); peak RSS sampled throughout.
         peak = [0]
         stop = threading.Event()
 
@@ -217,17 +221,13 @@ def run_backend(backend, binary, pg_url):
 
         sampler = threading.Thread(target=sample)
         sampler.start()
-        flood = subprocess.Popen(
-            ["wrk", "-t", str(4 * CPUS), "-c", str(4 * CPUS), "-d", f"{DURATION + 4}s", "-s",
-             os.path.join(WRK, "login.lua"), f"http://127.0.0.1:{PORT}"],
-            env=dict(os.environ, PREFIX="/auth", EMAILS=files["emails"], PASSWORD=PASSWORD),
-            stdout=subprocess.DEVNULL)
-        time.sleep(2)
-        result["me-during-login"] = wrk("me.lua", 8, DURATION, {"TOKENS": files["access"]})
-        flood.wait()
-        stop.set()
-        sampler.join()
+        try:
+            pairs = [flood_pair(files) for _ in range(RUNS)]
+        finally:
+            stop.set()
+            sampler.join()
         result["peak_rss_mb"] = round(peak[0] / 1024, 1)
+        result["me-during-login"] = median_pair(pairs)
         print(backend, "me-during-login", result["me-during-login"], flush=True)
     finally:
         if server is not None:
@@ -237,6 +237,36 @@ def run_backend(backend, binary, pg_url):
             subprocess.run(["psql", "-qAt", pg_url, "-c", f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'],
                            capture_output=True)
     return result
+
+
+def flood_pair(files):
+    """One idle /auth/me run at 8 connections, then one while a login flood (4 x CPUs connections,
+    started 2 s before and outlasting it) keeps every hashing thread busy. The flood's logins must
+    all succeed: wrk's timeout is raised to 60 s, as queued logins wait seconds by design."""
+    idle = wrk("me.lua", 8, DURATION, {"TOKENS": files["access"]})
+    flood = subprocess.Popen(
+        ["wrk", "-t", str(4 * CPUS), "-c", str(4 * CPUS), "-d", f"{DURATION + 4}s", "--latency", "--timeout", "60s",
+         "-s", os.path.join(WRK, "login.lua"), f"http://127.0.0.1:{PORT}"],
+        env=dict(os.environ, PREFIX="/auth", EMAILS=files["emails"], PASSWORD=PASSWORD),
+        stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2)
+        during = wrk("me.lua", 8, DURATION, {"TOKENS": files["access"]})
+    finally:
+        out, _ = flood.communicate()
+    logins = parse_wrk(out, "the login flood")
+    return {"idle": idle, "during": during, "logins": logins, "ratio": during["p99_ms"] / idle["p99_ms"]}
+
+
+def median_pair(pairs):
+    """The flood pair with the median p99 ratio, with every pair's ratio beside it."""
+    ordered = sorted(pairs, key=lambda p: p["ratio"])
+    mid = ordered[len(ordered) // 2]
+    out = dict(mid["during"])
+    out.update(idle_p99_ms=mid["idle"]["p99_ms"], ratio=round(mid["ratio"], 2),
+               ratios=[round(p["ratio"], 2) for p in pairs], flood_logins_per_s=mid["logins"]["rps"],
+               flood_login_p99_ms=mid["logins"]["p99_ms"])
+    return out
 
 
 def hash_bound(binary):
@@ -261,6 +291,11 @@ def machine():
     return {"cpus": CPUS, "cpu": model, "memory_gb": round(mem_kb / 1024 / 1024, 1),
             "kernel": platform.release(), "postgresql": pg,
             "wrk": subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("\n")[0].strip()}
+
+
+def flood_cell(r):
+    return (f"{r['ratio']:.2f}x ({r['p99_ms']:.2f} vs {r['idle_p99_ms']:.2f} ms; all pairs: "
+            + ", ".join(f"{x:.2f}x" for x in r["ratios"]) + ")")
 
 
 def markdown(results, info):
@@ -290,6 +325,12 @@ def markdown(results, info):
         f"| idle RSS | {results['postgres']['idle_rss_mb']} MB | {results['sqlite']['idle_rss_mb']} MB |",
         f"| peak RSS during the login flood | {results['postgres']['peak_rss_mb']} MB | {results['sqlite']['peak_rss_mb']} MB |",
         f"| start to /health/ready | {results['postgres']['ready_ms']} ms | {results['sqlite']['ready_ms']} ms |",
+        f"| /auth/me p99 during the login flood ÷ idle p99 (median of {RUNS} pairs) | "
+        + " | ".join(flood_cell(results[b]["me-during-login"]) for b in ["postgres", "sqlite"]) + " |",
+        f"| logins/s during the flood (its p99) | "
+        + " | ".join(f"{results[b]['me-during-login']['flood_logins_per_s']:.1f} "
+                     f"({results[b]['me-during-login']['flood_login_p99_ms'] / 1000:.1f} s)" for b in ["postgres", "sqlite"])
+        + " |",
         "",
         "Hash-bound login limit (`fraise-auth bench`, measured right before each backend's logins): CPUs ÷ CPU-s "
         "per hash, with the hash timed alone and with every CPU hashing at once (as in a login flood).",
