@@ -51,8 +51,8 @@ pub fn hash_cost(params: Argon2Params, samples: usize) -> Result<HashCost, Strin
 /// Median cost of a hash while `threads` threads hash at once (each `samples` hashes, after a
 /// warm-up): what a login costs when a flood keeps every hashing thread busy. Argon2's working set
 /// (100 MiB with the guide's parameters) is far larger than the caches, so hashes running side by
-/// side share memory bandwidth and each takes longer than one alone (0-8 % on 2 CPUs here, in 4
-/// runs of `fraise-auth bench`).
+/// side share memory bandwidth and each takes longer than one alone (3-16 % on 2 CPUs here, in 5
+/// runs measured with the thread CPU clock).
 pub fn hash_cost_concurrent(params: Argon2Params, samples: usize, threads: usize) -> Result<HashCost, String> {
     let mut costs = std::thread::scope(|scope| {
         let running: Vec<_> = (0..threads.max(1)).map(|_| scope.spawn(|| hash_cost(params, samples))).collect();
