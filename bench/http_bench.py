@@ -10,10 +10,11 @@ bearer request as always) is started and measured:
   refresh-8/64       POST /auth/refresh, each connection rotating its own session's chain
   login              POST /auth/login with the right password, 2x CPU connections
   me-during-login    GET /auth/me at 8 connections while a login flood saturates hashing, RUNS
-                     times, each paired with an idle run right before it; the pair with the
-                     median p99 ratio is reported, with every pair's ratio
+                     times, each paired with an idle run right before it (once hashing has
+                     drained); the pair with the median p99 ratio is reported, with every pair's
+                     ratio
   rss / ready        idle RSS, peak RSS during the flood, start-to-/health/ready (median of
-                     READY_STARTS starts, each on a fresh data folder)
+                     READY_STARTS starts, each on a fresh data folder or PostgreSQL schema)
 
 Each throughput scenario runs RUNS times (default 3) for DURATION seconds; the median run (by
 requests/s) is reported with its p50/p99. Any non-2xx response fails the run. Results go to
@@ -86,6 +87,8 @@ def wrk(script, connections, duration, env):
 
 def parse_wrk(out, what):
     """requests/s, p50 and p99 (ms) of wrk's report; exits if any request failed (`what` says which run)."""
+    if not re.search(r"Requests/sec:", out) or not re.search(r"\s99%\s", out):
+        sys.exit(f"{what}: no wrk report with latencies\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = unit(re.search(r"\s50%\s+(\S+)", out).group(1))
     p99 = unit(re.search(r"\s99%\s+(\S+)", out).group(1))
@@ -165,9 +168,9 @@ def server_env(backend, data, pg_url, schema):
 
 
 def ready_ms(binary, backend, pg_url, schema):
-    """Milliseconds from start to /health/ready of a server on a fresh data folder (PostgreSQL: the
-    same schema each time, so only the first start creates it). One start is one sample, and the
-    machine's disk is shared: the suite reports the median of several."""
+    """Milliseconds from start to /health/ready of a server on a fresh data folder (PostgreSQL: a
+    fresh schema `schema`, dropped afterwards), so every start creates its tables. One start is
+    one sample, and the machine's disk is shared: the suite reports the median of several."""
     data = tempfile.mkdtemp(prefix=f"fraise-ready-{backend}-")
     try:
         server = Server(binary, server_env(backend, data, pg_url, schema))
@@ -175,6 +178,12 @@ def ready_ms(binary, backend, pg_url, schema):
         return server.ready_ms
     finally:
         shutil.rmtree(data, ignore_errors=True)
+        if backend == "postgres":
+            drop_schema(pg_url, schema)
+
+
+def drop_schema(pg_url, schema):
+    subprocess.run(["psql", "-qAt", pg_url, "-c", f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'], capture_output=True)
 
 
 def fresh_chains(emails, path):
@@ -197,7 +206,7 @@ def run_backend(backend, binary, pg_url):
     result = {}
     server = None
     try:
-        readies = [ready_ms(binary, backend, pg_url, schema) for _ in range(READY_STARTS)]
+        readies = [ready_ms(binary, backend, pg_url, f"{schema}_ready{i}") for i in range(READY_STARTS)]
         result["ready_ms"] = round(statistics.median(readies), 1)
         result["ready_runs_ms"] = [round(r, 1) for r in readies]
         server = Server(binary, env)
@@ -251,8 +260,7 @@ def run_backend(backend, binary, pg_url):
             server.stop()
         shutil.rmtree(data, ignore_errors=True)
         if backend == "postgres":
-            subprocess.run(["psql", "-qAt", pg_url, "-c", f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'],
-                           capture_output=True)
+            drop_schema(pg_url, schema)
     return result
 
 
@@ -260,6 +268,7 @@ def flood_pair(files):
     """One idle /auth/me run at 8 connections, then one while a login flood (4 x CPUs connections,
     started 2 s before and outlasting it) keeps every hashing thread busy. The flood's logins must
     all succeed: wrk's timeout is raised to 60 s, as queued logins wait seconds by design."""
+    hashing_drained()
     idle = wrk("me.lua", 8, DURATION, {"TOKENS": files["access"]})
     flood = subprocess.Popen(
         ["wrk", "-t", str(4 * CPUS), "-c", str(4 * CPUS), "-d", f"{DURATION + 4}s", "--latency", "--timeout", "60s",
@@ -271,8 +280,28 @@ def flood_pair(files):
         during = wrk("me.lua", 8, DURATION, {"TOKENS": files["access"]})
     finally:
         out, _ = flood.communicate()
+    if flood.returncode != 0:
+        sys.exit(f"the login flood's wrk exited with {flood.returncode}\n{out}")
     logins = parse_wrk(out, "the login flood")
     return {"idle": idle, "during": during, "logins": logins, "ratio": during["p99_ms"] / idle["p99_ms"]}
+
+
+def hashing_drained(within=120):
+    """Returns once the server has no hash running or queued (its /metrics), plus 1 s for the
+    logins' last writes: wrk exits with logins still in the server, and an "idle" run that
+    starts under them is not idle."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        gauges = re.findall(r"^fraise_hash_(?:running|queue_depth) (\S+)$", text, re.M)
+        if len(gauges) != 2:
+            sys.exit("/metrics has no fraise_hash_running / fraise_hash_queue_depth")
+        if all(float(g) == 0 for g in gauges):
+            time.sleep(1)
+            return
+        time.sleep(0.1)
+    sys.exit(f"hashing still busy {within} s after the logins ended")
 
 
 def median_pair(pairs):
@@ -282,6 +311,7 @@ def median_pair(pairs):
     out = dict(mid["during"])
     out.update(idle_p99_ms=mid["idle"]["p99_ms"], ratio=round(mid["ratio"], 2),
                ratios=[round(p["ratio"], 2) for p in pairs], flood_logins_per_s=mid["logins"]["rps"],
+               pairs=[{"idle_p99_ms": p["idle"]["p99_ms"], "flood_p99_ms": p["during"]["p99_ms"]} for p in pairs],
                flood_login_p99_ms=mid["logins"]["p99_ms"])
     return out
 
@@ -321,7 +351,8 @@ def markdown(results, info):
         "",
         f"Machine: {info['cpus']} CPUs ({info['cpu']}), {info['memory_gb']} GB, Linux {info['kernel']}, "
         f"PostgreSQL {info['postgresql']}, {info['wrk']}; load generator, database and server on the same box.",
-        f"Each figure is the median of {RUNS} runs of {DURATION} s (`RUNS`, `DURATION`). Rate limits on, raised to "
+        f"Each figure is the median of {RUNS} runs of {DURATION} s (`RUNS`, `DURATION`), but me-during-login: the "
+        "flood run of the pair (idle run, then flood run) with the median p99 ratio. Rate limits on, raised to "
         "100,000,000/min; Argon2id m=102400 KiB, t=2, p=8; HASH_CONCURRENCY = CPUs; PostgreSQL default durability; "
         "SQLite WAL with synchronous=NORMAL.",
         "Reproduce: `bench/run.sh`.",
