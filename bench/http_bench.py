@@ -73,9 +73,11 @@ def unit(text):
     return value / 1000.0 if u == "us" else value if u == "ms" else value * 1000.0
 
 
-def wrk_command(script, connections, duration):
-    """wrk with `script`, one thread per connection, latency percentiles on."""
-    return ["wrk", "-t", str(connections), "-c", str(connections), "-d", f"{duration}s", "--latency",
+def wrk_command(script, connections, duration, timeout_s=None):
+    """wrk with `script`, one thread per connection, latency percentiles on; `timeout_s` replaces
+    wrk's 2 s request timeout."""
+    timeout = ["--timeout", f"{timeout_s}s"] if timeout_s else []
+    return ["wrk", "-t", str(connections), "-c", str(connections), "-d", f"{duration}s", "--latency", *timeout,
             "-s", os.path.join(WRK, script), f"http://127.0.0.1:{PORT}"]
 
 
@@ -87,11 +89,10 @@ def wrk(script, connections, duration, env):
 
 def parse_wrk(out, what):
     """requests/s, p50 and p99 (ms) of wrk's report; exits if any request failed (`what` says which run)."""
-    if not re.search(r"Requests/sec:", out) or not re.search(r"\s99%\s", out):
+    found = [re.search(pattern, out) for pattern in (r"Requests/sec:\s+([\d.]+)", r"\s50%\s+(\S+)", r"\s99%\s+(\S+)")]
+    if not all(found):
         sys.exit(f"{what}: no wrk report with latencies\n{out}")
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = unit(re.search(r"\s50%\s+(\S+)", out).group(1))
-    p99 = unit(re.search(r"\s99%\s+(\S+)", out).group(1))
+    rps, p50, p99 = float(found[0].group(1)), unit(found[1].group(1)), unit(found[2].group(1))
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     failures = (int(bad.group(1)) if bad else 0) + (sum(int(g) for g in errors.groups()) if errors else 0)
@@ -270,11 +271,9 @@ def flood_pair(files):
     all succeed: wrk's timeout is raised to 60 s, as queued logins wait seconds by design."""
     hashing_drained()
     idle = wrk("me.lua", 8, DURATION, {"TOKENS": files["access"]})
-    flood = subprocess.Popen(
-        ["wrk", "-t", str(4 * CPUS), "-c", str(4 * CPUS), "-d", f"{DURATION + 4}s", "--latency", "--timeout", "60s",
-         "-s", os.path.join(WRK, "login.lua"), f"http://127.0.0.1:{PORT}"],
-        env=dict(os.environ, PREFIX="/auth", EMAILS=files["emails"], PASSWORD=PASSWORD),
-        stdout=subprocess.PIPE, text=True)
+    flood = subprocess.Popen(wrk_command("login.lua", 4 * CPUS, DURATION + 4, timeout_s=60),
+                             env=dict(os.environ, PREFIX="/auth", EMAILS=files["emails"], PASSWORD=PASSWORD),
+                             stdout=subprocess.PIPE, text=True)
     try:
         time.sleep(2)
         during = wrk("me.lua", 8, DURATION, {"TOKENS": files["access"]})
