@@ -644,8 +644,11 @@ impl SessionStore for SqliteStore {
 
 #[async_trait]
 impl StoreHealth for SqliteStore {
+    /// Both pools: a store whose readers answer but whose one writer cannot (its connection
+    /// lost, or held past the health check's timeout) cannot log anyone in, so it is not ready.
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map)?;
+        sqlx::query("SELECT 1").execute(&self.writer).await.map_err(map)?;
         Ok(())
     }
 
@@ -699,6 +702,21 @@ mod tests {
         write.await.unwrap().unwrap();
         assert!(store.user_by_email(&email).await.unwrap().is_some(), "the queued write landed");
         assert!(store.pool_usage().open <= 4);
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The health ping asks the writer too: readers that answer do not make a store ready
+    /// whose writer cannot.
+    #[tokio::test]
+    async fn the_ping_fails_when_only_the_writer_is_gone() {
+        let dir = std::env::temp_dir().join(format!("fraise-ping-{}", Uuid::new_v4()));
+        let store = SqliteStore::open(&dir.join("t.db"), 4).await.unwrap();
+        store.migrate().await.unwrap();
+        assert!(store.ping().await.is_ok());
+        store.writer().close().await;
+        assert!(store.pool().acquire().await.is_ok(), "the readers still answer");
+        assert!(store.ping().await.is_err());
         store.close().await;
         let _ = std::fs::remove_dir_all(&dir);
     }
