@@ -644,11 +644,26 @@ impl SessionStore for SqliteStore {
 
 #[async_trait]
 impl StoreHealth for SqliteStore {
-    /// Both pools: a store whose readers answer but whose one writer cannot (its connection
-    /// lost, or held past the health check's timeout) cannot log anyone in, so it is not ready.
+    /// The readers, and the writer too: a store whose readers answer but whose one writer is
+    /// closed or cannot open its connection can log nobody in, so it is not ready. The check
+    /// never queues behind writes: a writer whose connection is in use is writing, so alive, and
+    /// a probe (which skips the rate limits) must not take a turn on it ahead of logins.
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map)?;
-        sqlx::query("SELECT 1").execute(&self.writer).await.map_err(map)?;
+        if self.writer.is_closed() {
+            return Err(map(sqlx::Error::PoolClosed));
+        }
+        match self.writer.try_acquire() {
+            Some(mut idle) => {
+                sqlx::query("SELECT 1").execute(&mut *idle).await.map_err(map)?;
+            }
+            // In use: a write is running on it.
+            None if self.writer.size() > 0 => {}
+            // Nothing open (never opened, or lost): opening one is the check.
+            None => {
+                sqlx::query("SELECT 1").execute(&self.writer).await.map_err(map)?;
+            }
+        }
         Ok(())
     }
 
@@ -706,14 +721,18 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// The health ping asks the writer too: readers that answer do not make a store ready
-    /// whose writer cannot.
+    /// The health ping asks the writer too, without waiting behind a write: readers that
+    /// answer do not make a store ready whose writer is gone, and a busy writer is alive.
     #[tokio::test]
     async fn the_ping_fails_when_only_the_writer_is_gone() {
         let dir = std::env::temp_dir().join(format!("fraise-ping-{}", Uuid::new_v4()));
         let store = SqliteStore::open(&dir.join("t.db"), 4).await.unwrap();
         store.migrate().await.unwrap();
         assert!(store.ping().await.is_ok());
+        let held = store.writer().begin().await.unwrap();
+        let busy = tokio::time::timeout(Duration::from_secs(1), store.ping()).await;
+        assert!(matches!(busy, Ok(Ok(()))), "a writer in use is alive, and the ping does not queue for it");
+        drop(held);
         store.writer().close().await;
         assert!(store.pool().acquire().await.is_ok(), "the readers still answer");
         assert!(store.ping().await.is_err());
