@@ -16,8 +16,8 @@ bearer request as always) is started and measured:
   me-beside-argon2   the control for me-during-login: GET /auth/me at 8 connections beside CPU-count
                      Argon2 processes that are not the server (`fraise-auth bench`, same parameters),
                      at the hashing threads' nice 10 and at SCHED_IDLE, each paired with an idle run
-                     like the flood: the p99 ratio any Argon2 work on this machine imposes, so the
-                     flood ratio can be read against it
+                     like the flood: what Argon2 at that priority next to the server costs the p99
+                     on this machine, to read the flood ratio against
   rss / ready        idle RSS, peak RSS during the flood, start-to-/health/ready (median of
                      READY_STARTS starts, each on a fresh data folder or PostgreSQL schema)
 
@@ -262,7 +262,7 @@ def run_backend(backend, binary, pg_url):
         result["me-during-login"] = median_pair(pairs)
         print(backend, "me-during-login", result["me-during-login"], flush=True)
         for policy, wrapper in HOG_POLICIES.items():
-            hog_pairs = [hog_pair(binary, wrapper, files) for _ in range(RUNS)]
+            hog_pairs = [hog_pair(binary, wrapper, files, result["hash_bound"]["cpu_s_per_hash"]) for _ in range(RUNS)]
             result[f"me-beside-argon2-{policy}"] = median_pair(hog_pairs)
             print(backend, f"me-beside-argon2-{policy}", result[f"me-beside-argon2-{policy}"], flush=True)
     finally:
@@ -294,21 +294,27 @@ def flood_pair(files):
     return {"idle": idle, "during": during, "logins": logins, "ratio": during["p99_ms"] / idle["p99_ms"]}
 
 
-# How the control's Argon2 processes run: as the server's hashing threads do (nice 10), and at the
-# lowest priority Linux has (SCHED_IDLE: they get a CPU only when nothing else wants it).
-HOG_POLICIES = {"nice10": ["nice", "-n", "10"], "idle": ["chrt", "--idle", "0"]}
+# How the control's Argon2 processes run: as the server's hashing threads do (nice 10, absolute:
+# `nice -n` adds to this script's own niceness), and at the lowest priority Linux has
+# (SCHED_IDLE, util-linux's chrt: they get a CPU only when nothing else wants it).
+HOG_POLICIES = {"nice10": ["nice", "-n", str(10 - os.nice(0))], "idle": ["chrt", "--idle", "0"]}
 
 
-def hog_pair(binary, wrapper, files):
-    """One idle /auth/me run, then one beside CPU-count processes hashing with the server's Argon2
-    parameters that are not the server (`fraise-auth bench` hashes one at a time first, far longer
-    than the run; they are killed after it). The server computes no hash: whatever this costs /auth/me
-    is the machine's price for Argon2 next to it, which the server's own hashing cannot go below."""
+def hog_pair(binary, wrapper, files, cpu_s_per_hash):
+    """One idle /auth/me run, then one beside CPU-count processes that are not the server, hashing
+    with its Argon2 parameters. `fraise-auth bench` hashes one at a time first, for its sample count
+    times a hash's cost: the count is set for twice the run (from `cpu_s_per_hash`), so each process
+    is one hashing thread throughout; they are killed after the run. The server computes no hash:
+    this is what Argon2 at that priority next to the server costs /auth/me on this machine."""
     hashing_drained()
     idle = wrk("me.lua", 8, DURATION, {"TOKENS": files["access"]})
-    hogs = [subprocess.Popen([*wrapper, binary, "bench", "--samples", "1000"], env=dict(os.environ, JWT_SECRET_KEY=SECRET),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(CPUS)]
+    samples = str(int(2 * (DURATION + 5) / max(cpu_s_per_hash, 0.001)) + 10)
+    hogs = []
     try:
+        for _ in range(CPUS):
+            hogs.append(subprocess.Popen([*wrapper, binary, "bench", "--samples", samples],
+                                         env=dict(os.environ, JWT_SECRET_KEY=SECRET),
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(2)
         if any(h.poll() is not None for h in hogs):
             sys.exit(f"an Argon2 process of the control exited early ({' '.join(wrapper)})")
@@ -339,7 +345,7 @@ def hashing_drained(within=120):
 
 
 def median_pair(pairs):
-    """The flood pair with the median p99 ratio, with every pair's ratio beside it."""
+    """The pair (idle run, loaded run) with the median p99 ratio, with every pair's ratio beside it."""
     ordered = sorted(pairs, key=lambda p: p["ratio"])
     mid = ordered[len(ordered) // 2]
     out = dict(mid["during"])
@@ -352,8 +358,11 @@ def median_pair(pairs):
 
 
 def hash_bound(binary):
-    out = subprocess.run([binary, "bench", "--samples", "5"], capture_output=True, text=True, check=True,
-                         env=dict(os.environ, JWT_SECRET_KEY=SECRET)).stdout
+    run = subprocess.run([binary, "bench", "--samples", "5"], capture_output=True, text=True,
+                         env=dict(os.environ, JWT_SECRET_KEY=SECRET))
+    out = run.stdout
+    if run.returncode != 0:
+        sys.exit(f"fraise-auth bench exited with {run.returncode}\n{out}{run.stderr}")
     alone = re.search(r"/ ([\d.]+) CPU-s per hash = ([\d.]+) logins/s", out)
     together = re.search(r"/ ([\d.]+) CPU-s per hash at once = ([\d.]+) logins/s", out)
     if not (alone and together):

@@ -3,7 +3,8 @@
 # PostgreSQL and SQLite with wrk, writes bench/RESULTS.md, bench/results.json and bench/chart.svg.
 # Needs wrk (Debian: apt-get install wrk) and PostgreSQL at BENCH_DATABASE_URL
 # (default postgres://postgres@127.0.0.1:5432/postgres), and valgrind to refresh the function
-# layout first (scripts/symbol-order.py). RUNS (3) and DURATION (10 s) tune it.
+# layout first (scripts/symbol-order.py), and chrt (util-linux) for the control. RUNS (3) and
+# DURATION (10 s) tune it.
 # Run it on an otherwise idle machine: the figures are only as quiet as the box.
 set -euo pipefail
 cd "$(dirname "$0")/.."
