@@ -25,6 +25,7 @@ Each throughput scenario runs RUNS times (default 3) for DURATION seconds; the m
 requests/s) is reported with its p50/p99. Any non-2xx response fails the run. Results go to
 bench/results.json and bench/RESULTS.md.
 """
+import contextlib
 import json
 import os
 import platform
@@ -254,7 +255,7 @@ def run_backend(backend, binary, pg_url):
         sampler = threading.Thread(target=sample)
         sampler.start()
         try:
-            pairs = [flood_pair(files) for _ in range(RUNS)]
+            pairs = [loaded_pair(files, login_flood(files)) for _ in range(RUNS)]
         finally:
             stop.set()
             sampler.join()
@@ -262,7 +263,8 @@ def run_backend(backend, binary, pg_url):
         result["me-during-login"] = median_pair(pairs)
         print(backend, "me-during-login", result["me-during-login"], flush=True)
         for policy, wrapper in HOG_POLICIES.items():
-            hog_pairs = [hog_pair(binary, wrapper, files, result["hash_bound"]["cpu_s_per_hash"]) for _ in range(RUNS)]
+            cost = result["hash_bound"]["cpu_s_per_hash"]
+            hog_pairs = [loaded_pair(files, argon2_beside(binary, wrapper, cost)) for _ in range(RUNS)]
             result[f"me-beside-argon2-{policy}"] = median_pair(hog_pairs)
             print(backend, f"me-beside-argon2-{policy}", result[f"me-beside-argon2-{policy}"], flush=True)
     finally:
@@ -274,24 +276,34 @@ def run_backend(backend, binary, pg_url):
     return result
 
 
-def flood_pair(files):
-    """One idle /auth/me run at 8 connections, then one while a login flood (4 x CPUs connections,
-    started 2 s before and outlasting it) keeps every hashing thread busy. The flood's logins must
-    all succeed: wrk's timeout is raised to 60 s, as queued logins wait seconds by design."""
+def loaded_pair(files, load):
+    """One idle /auth/me run at 8 connections (once hashing has drained), then one under `load`, a
+    context manager that starts the load, holds it while the run lasts (from 2 s before it) and
+    ends it; what it yields is returned beside the pair's runs and their p99 ratio."""
     hashing_drained()
     idle = wrk("me.lua", 8, DURATION, {"TOKENS": files["access"]})
+    with load as extra:
+        time.sleep(2)
+        during = wrk("me.lua", 8, DURATION, {"TOKENS": files["access"]})
+    return {"idle": idle, "during": during, "ratio": during["p99_ms"] / idle["p99_ms"], **extra}
+
+
+@contextlib.contextmanager
+def login_flood(files):
+    """A login flood (4 x CPUs connections, outlasting the loaded run) that keeps every hashing
+    thread busy; yields {"logins": its wrk figures}, filled in once it ends. The flood's logins must
+    all succeed: wrk's timeout is raised to 60 s, as queued logins wait seconds by design."""
     flood = subprocess.Popen(wrk_command("login.lua", 4 * CPUS, DURATION + 4, timeout_s=60),
                              env=dict(os.environ, PREFIX="/auth", EMAILS=files["emails"], PASSWORD=PASSWORD),
                              stdout=subprocess.PIPE, text=True)
+    extra = {}
     try:
-        time.sleep(2)
-        during = wrk("me.lua", 8, DURATION, {"TOKENS": files["access"]})
+        yield extra
     finally:
         out, _ = flood.communicate()
     if flood.returncode != 0:
         sys.exit(f"the login flood's wrk exited with {flood.returncode}\n{out}")
-    logins = parse_wrk(out, "the login flood")
-    return {"idle": idle, "during": during, "logins": logins, "ratio": during["p99_ms"] / idle["p99_ms"]}
+    extra["logins"] = parse_wrk(out, "the login flood")
 
 
 # How the control's Argon2 processes run: as the server's hashing threads do (nice 10, absolute:
@@ -300,14 +312,13 @@ def flood_pair(files):
 HOG_POLICIES = {"nice10": ["nice", "-n", str(10 - os.nice(0))], "idle": ["chrt", "--idle", "0"]}
 
 
-def hog_pair(binary, wrapper, files, cpu_s_per_hash):
-    """One idle /auth/me run, then one beside CPU-count processes that are not the server, hashing
-    with its Argon2 parameters. `fraise-auth bench` hashes one at a time first, for its sample count
-    times a hash's cost: the count is set for twice the run (from `cpu_s_per_hash`), so each process
-    is one hashing thread throughout; they are killed after the run. The server computes no hash:
+@contextlib.contextmanager
+def argon2_beside(binary, wrapper, cpu_s_per_hash):
+    """CPU-count processes that are not the server, hashing with its Argon2 parameters under
+    `wrapper`. `fraise-auth bench` hashes one at a time first, for its sample count times a hash's
+    cost: the count is set for twice the run (from `cpu_s_per_hash`), so each process is one
+    hashing thread throughout; they are killed when the run ends. The server computes no hash:
     this is what Argon2 at that priority next to the server costs /auth/me on this machine."""
-    hashing_drained()
-    idle = wrk("me.lua", 8, DURATION, {"TOKENS": files["access"]})
     samples = str(int(2 * (DURATION + 5) / max(cpu_s_per_hash, 0.001)) + 10)
     hogs = []
     try:
@@ -315,15 +326,13 @@ def hog_pair(binary, wrapper, files, cpu_s_per_hash):
             hogs.append(subprocess.Popen([*wrapper, binary, "bench", "--samples", samples],
                                          env=dict(os.environ, JWT_SECRET_KEY=SECRET),
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        time.sleep(2)
+        yield {}
         if any(h.poll() is not None for h in hogs):
-            sys.exit(f"an Argon2 process of the control exited early ({' '.join(wrapper)})")
-        during = wrk("me.lua", 8, DURATION, {"TOKENS": files["access"]})
+            sys.exit(f"an Argon2 process of the control exited before the run ended ({' '.join(wrapper)})")
     finally:
         for h in hogs:
             h.kill()
             h.wait()
-    return {"idle": idle, "during": during, "ratio": during["p99_ms"] / idle["p99_ms"]}
 
 
 def hashing_drained(within=120):
