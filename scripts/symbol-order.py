@@ -30,7 +30,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 from http_bench import PASSWORD, SECRET, Server, http  # noqa: E402 (the suite's client and server)
 
-TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+# Absolute: callgrind names each object by its absolute path, and bench/run.sh exports a relative
+# CARGO_TARGET_DIR (`target`), which matched nothing and once wrote an empty list.
+TARGET = os.path.abspath(os.path.join(ROOT, os.environ.get("CARGO_TARGET_DIR", "target")))
 BINARY = os.path.join(TARGET, "release", "fraise-auth")
 OUT = os.path.join(ROOT, "link", "symbol-order.txt")
 
@@ -128,6 +130,8 @@ def main():
                        capture_output=True)
     ordered = sorted((n for n in idle if n in address), key=address.get)
     ordered += sorted((n for n in requests - idle if n in address), key=address.get)
+    if not ordered:
+        sys.exit(f"no function of {BINARY} found in the callgrind runs: keeping {OUT} as it is")
     if os.path.exists(OUT):
         previous = [line.strip() for line in open(OUT) if line.strip()]
         still = sum(1 for n in previous if n in address)
