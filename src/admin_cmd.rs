@@ -62,22 +62,22 @@ pub async fn user(cfg: &Config, tenant: Option<&str>, op: UserOp) -> anyhow::Res
                 .create_user(&email, &password, name.as_deref(), &roles, verified)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("created {} ({})", user.email, user.id);
+            crate::outln!("created {} ({})", user.email, user.id);
             if generated {
-                println!("password: {password}\n(shown once; the user can change it, or use forgot-password)");
+                crate::outln!("password: {password}\n(shown once; the user can change it, or use forgot-password)");
             }
         }
         UserOp::Disable { email } => {
             let user =
                 auth.find_user(&email).await.map_err(|e| anyhow::anyhow!("{e}"))?.ok_or_else(|| not_found(&email))?;
             auth.set_user_active(user.id, false).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("disabled {email}: its sessions are revoked and logins refused (403 ACCOUNT_DISABLED)");
+            crate::outln!("disabled {email}: its sessions are revoked and logins refused (403 ACCOUNT_DISABLED)");
         }
         UserOp::Enable { email } => {
             let user =
                 auth.find_user(&email).await.map_err(|e| anyhow::anyhow!("{e}"))?.ok_or_else(|| not_found(&email))?;
             auth.set_user_active(user.id, true).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("enabled {email}");
+            crate::outln!("enabled {email}");
         }
         UserOp::SetRoles { email, roles } => {
             let roles = parse_roles(&roles).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -86,7 +86,7 @@ pub async fn user(cfg: &Config, tenant: Option<&str>, op: UserOp) -> anyhow::Res
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?
                 .ok_or_else(|| not_found(&email))?;
-            println!(
+            crate::outln!(
                 "{}: roles [{}] (tokens issued before keep their old roles until they expire)",
                 user.email,
                 user.roles.join(", ")
@@ -98,7 +98,7 @@ pub async fn user(cfg: &Config, tenant: Option<&str>, op: UserOp) -> anyhow::Res
             let had = user.mfa.names();
             auth.reset_mfa(user.id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             let had = if had.is_empty() { "none".to_owned() } else { had.join(", ") };
-            println!(
+            crate::outln!(
                 "{email}: second factors removed (had: {had}); recovery codes voided; the next login needs only the password"
             );
         }
@@ -110,11 +110,16 @@ pub async fn user(cfg: &Config, tenant: Option<&str>, op: UserOp) -> anyhow::Res
                     let line = serde_json::json!({"id": u.id, "email": u.email, "name": u.name, "roles": u.roles,
                         "is_active": u.is_active, "email_verified": u.email_verified, "mfa_methods": u.mfa.names(),
                         "created_at": created});
-                    println!("{line}");
+                    crate::outln!("{line}");
                 } else {
                     let state = if u.is_active { "active" } else { "disabled" };
                     let verified = if u.email_verified { "verified" } else { "unverified" };
-                    println!("{:<40} {}  {state:<8} {verified:<10} {created}  [{}]", u.email, u.id, u.roles.join(","));
+                    crate::outln!(
+                        "{:<40} {}  {state:<8} {verified:<10} {created}  [{}]",
+                        u.email,
+                        u.id,
+                        u.roles.join(",")
+                    );
                 }
             }
             if !json {
@@ -131,9 +136,9 @@ pub async fn migrate_status(cfg: &Config) -> anyhow::Result<()> {
     let db = Db::open_existing(cfg).await?;
     let mut pending = 0;
     let main = db.migration_status().await?;
-    println!("{}:", cfg.database.describe());
+    crate::outln!("{}:", cfg.database.describe());
     for m in &main {
-        println!("  {} {:>4} {}", if m.applied { "applied" } else { "PENDING" }, m.version, m.description);
+        crate::outln!("  {} {:>4} {}", if m.applied { "applied" } else { "PENDING" }, m.version, m.description);
         pending += usize::from(!m.applied);
     }
     let tenants = db.tenants(cfg);
@@ -142,7 +147,7 @@ pub async fn migrate_status(cfg: &Config) -> anyhow::Result<()> {
             Ok(Some(store)) => !store.migrations_current().await.unwrap_or(false),
             _ => true,
         };
-        println!("tenant {name}: {}", if behind { "PENDING" } else { "current" });
+        crate::outln!("tenant {name}: {}", if behind { "PENDING" } else { "current" });
         pending += usize::from(behind);
     }
     if pending > 0 {

@@ -13,6 +13,7 @@ pub mod boot;
 pub mod config;
 pub mod doctor;
 pub mod keys;
+pub mod out;
 pub mod smoke;
 pub mod tenant_cmd;
 pub mod token_cmd;

@@ -332,7 +332,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Token { action: TokenAction::Decode { token } } => {
             let (header, claims) = fraise_auth::token_cmd::decode(&token).map_err(anyhow::Error::msg)?;
-            println!("⚠️  UNVERIFIED: decoded only; nothing here is checked\nheader:\n{header:#}\nclaims:\n{claims:#}");
+            fraise_auth::outln!(
+                "⚠️  UNVERIFIED: decoded only; nothing here is checked\nheader:\n{header:#}\nclaims:\n{claims:#}"
+            );
             Ok(())
         }
         Command::Token { action: TokenAction::Verify { token } } => {
@@ -342,7 +344,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (secret, _) = cfg.resolve_secret().map_err(anyhow::Error::msg)?;
             let (text, ok) =
                 fraise_auth::token_cmd::verify(&cfg, secret.expose_secret().as_bytes(), &token, SystemClock.now());
-            println!("{text}");
+            fraise_auth::outln!("{text}");
             if ok { Ok(()) } else { Err(anyhow::anyhow!("token is not valid")) }
         }
         Command::Keys { action } => {
@@ -351,7 +353,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             keys(&cfg, action)
         }
         Command::Secret => {
-            println!("{}", fraise_auth::config::generate_secret());
+            fraise_auth::outln!("{}", fraise_auth::config::generate_secret());
             Ok(())
         }
         Command::Migrate { action: Some(MigrateAction::Status), data_dir, schema, .. } => {
@@ -375,13 +377,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let report = db.migrate().await?;
             if report.applied == 0 {
-                println!("{}: up to date ({} migration(s))", cfg.database.describe(), report.known);
+                fraise_auth::outln!("{}: up to date ({} migration(s))", cfg.database.describe(), report.known);
             } else {
-                println!("{}: applied {} of {} migration(s)", cfg.database.describe(), report.applied, report.known);
+                fraise_auth::outln!(
+                    "{}: applied {} of {} migration(s)",
+                    cfg.database.describe(),
+                    report.applied,
+                    report.known
+                );
             }
             if all_tenants {
                 let summary = tenant_cmd::migrate_all(db.tenants(&cfg).as_ref()).await?;
-                println!("{}", summary.line("migrated"));
+                fraise_auth::outln!("{}", summary.line("migrated"));
                 if !summary.failed.is_empty() {
                     anyhow::bail!("{} tenant(s) failed to migrate", summary.failed.len());
                 }
@@ -393,12 +400,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let sources = Sources::gather(file.as_deref(), &[]).map_err(anyhow::Error::msg)?;
             let cfg = Config::from_sources(&sources);
             if report {
-                println!("{}", fraise_auth::doctor::report(&sources, cfg.as_ref().ok()).await);
+                fraise_auth::outln!("{}", fraise_auth::doctor::report(&sources, cfg.as_ref().ok()).await);
                 return Ok(());
             }
             let checks = fraise_auth::doctor::checks(cfg).await;
             for c in &checks {
-                println!("{c}");
+                fraise_auth::outln!("{c}");
             }
             let failed = checks.iter().filter(|c| !c.ok).count();
             if failed > 0 {
@@ -416,18 +423,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
             .context("benchmark thread failed")?
             .map_err(anyhow::Error::msg)?;
-            print!("{report}");
+            fraise_auth::outln!("{}", report.trim_end_matches('\n'));
             Ok(())
         }
         Command::Smoke { url, prefix, tenant, password } => {
             let steps = fraise_auth::smoke::run(&url, &prefix, tenant, &password).await;
             for s in &steps {
-                println!("{}", s.line);
+                fraise_auth::outln!("{}", s.line);
             }
             if steps.iter().any(|s| !s.ok) {
                 anyhow::bail!("smoke test failed against {url}");
             }
-            println!("all {} steps passed", steps.len());
+            fraise_auth::outln!("all {} steps passed", steps.len());
             Ok(())
         }
         Command::User { tenant, action } => {
@@ -507,7 +514,7 @@ async fn tenant(cfg: &Config, action: TenantAction) -> anyhow::Result<()> {
                 async move { admin.create(&n).await }
             })
             .await;
-            println!("{}", summary.line("created"));
+            fraise_auth::outln!("{}", summary.line("created"));
             if summary.failed.is_empty() {
                 Ok(())
             } else {
@@ -517,7 +524,7 @@ async fn tenant(cfg: &Config, action: TenantAction) -> anyhow::Result<()> {
         TenantAction::List => {
             let names = admin.list().await.map_err(|e| anyhow::anyhow!("cannot list the tenants: {e}"))?;
             for n in &names {
-                println!("{n}");
+                fraise_auth::outln!("{n}");
             }
             eprintln!("{} tenant(s)", names.len());
             Ok(())
@@ -530,7 +537,7 @@ async fn tenant(cfg: &Config, action: TenantAction) -> anyhow::Result<()> {
                 );
             }
             admin.drop_tenant(&name).await?;
-            println!("dropped tenant {name}");
+            fraise_auth::outln!("dropped tenant {name}");
             Ok(())
         }
     }
@@ -549,7 +556,7 @@ fn keys(cfg: &Config, action: KeyAction) -> anyhow::Result<()> {
             if made_current {
                 dir.set_current(key.kid()).map_err(err)?;
             }
-            println!("{}", key.kid());
+            fraise_auth::outln!("{}", key.kid());
             eprintln!(
                 "{alg} key written to {}{}",
                 key.path.display(),
@@ -584,8 +591,8 @@ fn keys(cfg: &Config, action: KeyAction) -> anyhow::Result<()> {
                 None => dir.generate(alg, cfg.jwt_rsa_bits).map_err(err)?.kid().to_owned(),
             };
             dir.set_current(&new).map_err(err)?;
-            println!("old {}", old.as_deref().unwrap_or("-"));
-            println!("new {new}");
+            fraise_auth::outln!("old {}", old.as_deref().unwrap_or("-"));
+            fraise_auth::outln!("new {new}");
             eprintln!(
                 "restart the servers to sign with {new}; the old key keeps verifying until `fraise-auth keys retire`"
             );
@@ -597,7 +604,7 @@ fn keys(cfg: &Config, action: KeyAction) -> anyhow::Result<()> {
             for k in &keys {
                 let is_current = current.as_deref() == Some(k.kid());
                 let note = if k.key.alg() == alg { "" } else { "  (ignored: JWT_ALGORITHM is another algorithm)" };
-                println!(
+                fraise_auth::outln!(
                     "{}  {:<5}  {:<7}  {}{note}",
                     k.kid(),
                     k.key.alg().name(),
@@ -615,7 +622,7 @@ fn keys(cfg: &Config, action: KeyAction) -> anyhow::Result<()> {
         }
         KeyAction::Retire { kid } => {
             let key = dir.retire(&kid).map_err(err)?;
-            println!("retired {kid} (deleted {})", key.path.display());
+            fraise_auth::outln!("retired {kid} (deleted {})", key.path.display());
             Ok(())
         }
     }
@@ -662,11 +669,11 @@ async fn audit(cfg: &Config, q: AuditQuery) -> anyhow::Result<()> {
         if json {
             let line = serde_json::json!({"at": at, "type": e.kind, "user": e.user_id, "session": e.session_id,
                 "ip": e.ip_address, "user_agent": e.user_agent, "details": e.details});
-            println!("{line}");
+            fraise_auth::outln!("{line}");
         } else {
             let user = e.user_id.map(|u| u.to_string()).unwrap_or_else(|| "-".into());
             let ip = e.ip_address.as_deref().unwrap_or("-");
-            println!("{at}  {:<28} {user:<36}  {ip:<15}  {}", e.kind, e.details);
+            fraise_auth::outln!("{at}  {:<28} {user:<36}  {ip:<15}  {}", e.kind, e.details);
         }
     }
     if !json {

@@ -86,7 +86,7 @@ where
                 bar.println(&line);
                 bar.inc(1);
             }
-            None => println!("{line}"),
+            None => crate::outln!("{line}"),
         }
         match outcome.result {
             Ok(_) => summary.ok += 1,

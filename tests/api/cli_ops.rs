@@ -303,3 +303,20 @@ async fn debug_logs_carry_request_ids_and_no_secret() {
     assert!(in_request.len() >= 10, "{} request lines", in_request.len());
     assert!(in_request.iter().all(|v| v["span"]["id"].as_str().is_some_and(|id| id.len() == 36)), "{text}");
 }
+
+/// A command whose reader has gone (`fraise-auth user list | head -1` once `head` exits) ends
+/// quietly with status 0, as `head` meant, instead of panicking with "failed printing to stdout".
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fraise-auth"))
+        .arg("secret")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}
