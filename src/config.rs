@@ -128,6 +128,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("AUTH_PREFIX", "/auth", "path prefix of the auth routes"),
     ("MAX_BODY_BYTES", "65536", "largest request body (413 above)"),
     ("REQUEST_TIMEOUT_SECONDS", "30", "longest a request may take (408 after)"),
+    (
+        "HEADER_READ_TIMEOUT_SECONDS",
+        "30",
+        "longest wait for a request's line and headers, idle keep-alive included; the connection is closed after it",
+    ),
     ("MAX_CONCURRENT_REQUESTS", "1024", "requests handled at once; more get 503 at once"),
     ("ENABLE_RATE_LIMITING", "true", "GCRA limits per client IP (in memory, per node)"),
     ("RATE_LIMIT_REQUESTS_PER_MINUTE", "60", "general bucket: every route but health probes"),
@@ -439,6 +444,8 @@ pub struct Config {
     pub auth_prefix: String,
     pub max_body_bytes: usize,
     pub request_timeout_seconds: u64,
+    /// Wait for a request's head, idle keep-alive included, before closing the connection.
+    pub header_read_timeout_seconds: u64,
     pub max_concurrent_requests: usize,
     pub log_level: String,
     pub log_json: bool,
@@ -648,6 +655,7 @@ impl Config {
             auth_prefix,
             max_body_bytes: s.parse("MAX_BODY_BYTES", "a number of bytes", e).unwrap_or(65536),
             request_timeout_seconds: s.parse("REQUEST_TIMEOUT_SECONDS", "a number of seconds", e).unwrap_or(30),
+            header_read_timeout_seconds: s.parse("HEADER_READ_TIMEOUT_SECONDS", "a number of seconds", e).unwrap_or(30),
             max_concurrent_requests: s.parse("MAX_CONCURRENT_REQUESTS", "a number of requests", e).unwrap_or(1024),
             log_level: s.get("LOG_LEVEL").trim().to_owned(),
             log_json,
@@ -691,6 +699,7 @@ impl Config {
             ("REFRESH_TOKEN_TTL_DAYS", cfg.refresh_ttl_days, 365),
             ("REFRESH_REUSE_GRACE_SECONDS", cfg.reuse_grace_seconds, 60),
             ("REQUEST_TIMEOUT_SECONDS", i64::try_from(cfg.request_timeout_seconds).unwrap_or(i64::MAX), 3600),
+            ("HEADER_READ_TIMEOUT_SECONDS", i64::try_from(cfg.header_read_timeout_seconds).unwrap_or(i64::MAX), 3600),
         ] {
             if value > max {
                 errors.push(format!("{key}={value} is above the maximum of {max}"));
@@ -728,6 +737,9 @@ impl Config {
         }
         if cfg.request_timeout_seconds == 0 {
             errors.push("REQUEST_TIMEOUT_SECONDS must be at least 1".into());
+        }
+        if cfg.header_read_timeout_seconds == 0 {
+            errors.push("HEADER_READ_TIMEOUT_SECONDS must be at least 1".into());
         }
         if cfg.max_body_bytes < 1024 {
             errors.push("MAX_BODY_BYTES must be at least 1024".into());
@@ -1047,6 +1059,18 @@ mod tests {
         assert_eq!((c.access_ttl_minutes, c.refresh_ttl_days, c.reuse_grace_seconds), (15, 30, 10));
         assert!(matches!(c.database, Database::Sqlite(ref p) if p.ends_with("fraise-auth.db")));
         assert!(c.jwt_secret.is_none());
+    }
+
+    #[test]
+    fn the_header_read_timeout_is_30_s_and_must_be_1_s_to_an_hour() {
+        assert_eq!(cfg(&[]).map(|c| c.header_read_timeout_seconds), Ok(30));
+        assert_eq!(cfg(&[("HEADER_READ_TIMEOUT_SECONDS", "5")]).map(|c| c.header_read_timeout_seconds), Ok(5));
+        for (value, says) in
+            [("0", "must be at least 1"), ("3601", "above the maximum"), ("soon", "a number of seconds")]
+        {
+            let err = cfg(&[("HEADER_READ_TIMEOUT_SECONDS", value)]).err().unwrap_or_default();
+            assert!(err.contains("HEADER_READ_TIMEOUT_SECONDS") && err.contains(says), "{value}: {err}");
+        }
     }
 
     #[test]

@@ -734,13 +734,16 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         boot::spawn_cleanup(auth.clone(), tenants.clone(), every);
     }
     let state = boot::state(&cfg, auth, tenants)?;
+    let options = fraise_http::ServeOptions {
+        header_read_timeout: std::time::Duration::from_secs(cfg.header_read_timeout_seconds),
+    };
     if let (true, Some(addr)) = (cfg.metrics_enabled, cfg.metrics_bind) {
         let listener =
             tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot bind METRICS_BIND {addr}"))?;
         tracing::info!(address = %addr, "metrics listening");
         let metrics = fraise_http::metrics::router(state.clone());
         tokio::spawn(async move {
-            if let Err(e) = fraise_http::serve(listener, metrics, shutdown_signal()).await {
+            if let Err(e) = fraise_http::serve_with(listener, metrics, shutdown_signal(), options).await {
                 tracing::error!(error = %e, "metrics listener failed");
             }
         });
@@ -756,7 +759,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("HOST={:?} is not an IP address", cfg.host))?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot bind {addr}"))?;
     tracing::info!(address = %listener.local_addr()?, database = %cfg.database.describe(), "fraise-auth listening");
-    fraise_http::serve(listener, app, shutdown_signal()).await.context("server error")?;
+    fraise_http::serve_with(listener, app, shutdown_signal(), options).await.context("server error")?;
     tracing::info!("shut down cleanly");
     Ok(())
 }

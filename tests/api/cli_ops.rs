@@ -172,7 +172,7 @@ async fn migrate_status_lists_applied_and_pending(backend: Backend) {
 }
 
 /// A `fraise-auth serve` process, killed when dropped.
-pub struct Server(std::process::Child);
+pub struct Server(pub std::process::Child);
 
 impl Drop for Server {
     fn drop(&mut self) {

@@ -230,3 +230,108 @@ both_backends!(
     hsts_behind_a_trusted_tls_proxy_or_always_when_asked,
     cors_answers_allowed_origins_only_with_credentials,
 );
+
+/// How long until the server closes `stream`, which has sent `sent` and then nothing: the read
+/// returns end-of-file (or a reset) once the header-read timeout has fired. Panics after `limit`.
+async fn closed_after(
+    mut stream: tokio::net::TcpStream,
+    sent: &[u8],
+    limit: std::time::Duration,
+) -> std::time::Duration {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    stream.write_all(sent).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(limit, stream.read(&mut buf)).await {
+            Err(_) => panic!("the connection was still open after {limit:?}"),
+            Ok(Ok(0) | Err(_)) => return started.elapsed(),
+            // A 408 for a half-sent head is allowed; only the close counts.
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Slowloris: a connection that sends its head slowly, or nothing, or sits idle after a request,
+/// is closed after `HEADER_READ_TIMEOUT_SECONDS`; one that keeps sending requests is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_never_finish_their_headers_are_closed() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let port = crate::cli_ops::free_port();
+    let _server = crate::cli_ops::serve_on(&app, port, &[("HEADER_READ_TIMEOUT_SECONDS", "1")]).await;
+    let addr = format!("127.0.0.1:{port}");
+    let connect = || tokio::net::TcpStream::connect(addr.clone());
+    let limit = std::time::Duration::from_secs(10);
+    let second = std::time::Duration::from_millis(900);
+
+    let silent = closed_after(connect().await.unwrap(), b"", limit).await;
+    let partial = closed_after(connect().await.unwrap(), b"GET /health/live HTTP/1.1\r\nHost: x\r\n", limit).await;
+    assert!(silent >= second && partial >= second, "closed too early: {silent:?}, {partial:?}");
+
+    // A keep-alive connection serves request after request, each within the timeout...
+    let mut stream = connect().await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    for _ in 0..3 {
+        stream.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    }
+    // ...and is closed once idle for longer.
+    let idle = closed_after(stream, b"", limit).await;
+    assert!(idle >= std::time::Duration::from_millis(400), "{idle:?}");
+
+    // The server still answers new connections.
+    let r = reqwest::get(format!("http://{addr}/health/live")).await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// SIGTERM: the listener closes at once, a request already on its way is still answered, and the
+/// process then exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sigterm_requests_in_flight_finish_and_new_connections_are_refused() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let port = crate::cli_ops::free_port();
+    let mut server = crate::cli_ops::serve_on(&app, port, &[]).await;
+    let addr = format!("127.0.0.1:{port}");
+    let body = json!({"email": "nobody@example.com", "password": "WrongPass123!"}).to_string();
+    let (first, rest) = body.split_at(10);
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(first.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let pid = server.0.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let mut refused = false;
+    for _ in 0..50 {
+        if tokio::net::TcpStream::connect(&addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(refused, "the listener still accepted connections after SIGTERM");
+
+    stream.write_all(rest.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(answer.contains("INVALID_CREDENTIALS"), "{answer}");
+    let mut exited = None;
+    for _ in 0..100 {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            exited = Some(status);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(exited.is_some_and(|s| s.success()), "{exited:?}");
+}

@@ -33,11 +33,11 @@ pub mod metrics;
 pub mod openapi;
 pub mod protect;
 pub mod routes;
+mod server;
 pub mod tenancy;
 pub mod ui;
 
 use std::future::Future;
-use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::FromRef;
@@ -49,6 +49,7 @@ use utoipa_axum::routes;
 pub use error::ApiError;
 pub use extract::{AuthUser, JsonBody};
 pub use layers::with_layers;
+pub use server::{ServeOptions, serve_with};
 
 /// HTTP-level settings.
 #[derive(Debug, Clone)]
@@ -202,14 +203,12 @@ pub fn app(state: AppState) -> Router {
     with_layers(router, state)
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests.
-/// The peer address is made available to handlers (client IP).
+/// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests, with
+/// the default [`ServeOptions`]. The peer address is made available to handlers (client IP).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, app, shutdown, ServeOptions::default()).await
 }
