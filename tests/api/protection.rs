@@ -2,9 +2,10 @@
 use axum::body::Body;
 use axum::http::{Method, Request};
 use serde_json::json;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::both_backends;
-use crate::helpers::{Backend, PASSWORD, TestApp};
+use crate::helpers::{Backend, PASSWORD, TestApp, wait_for};
 
 /// Registers with the given extra headers and returns the IP the session recorded.
 async fn recorded_ip(app: &TestApp, email: &str, headers: &[(&str, &str)]) -> String {
@@ -238,7 +239,6 @@ async fn closed_after(
     sent: &[u8],
     limit: std::time::Duration,
 ) -> std::time::Duration {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     stream.write_all(sent).await.unwrap();
     let started = std::time::Instant::now();
     let mut buf = [0u8; 1024];
@@ -256,7 +256,6 @@ async fn closed_after(
 /// is closed after `HEADER_READ_TIMEOUT_SECONDS`; one that keeps sending requests is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_that_never_finish_their_headers_are_closed() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let app = TestApp::spawn(Backend::Sqlite).await;
     let port = crate::cli_ops::free_port();
     let _server = crate::cli_ops::serve_on(&app, port, &[("HEADER_READ_TIMEOUT_SECONDS", "1")]).await;
@@ -291,7 +290,6 @@ async fn connections_that_never_finish_their_headers_are_closed() {
 /// process then exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_sigterm_requests_in_flight_finish_and_new_connections_are_refused() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let app = TestApp::spawn(Backend::Sqlite).await;
     let port = crate::cli_ops::free_port();
     let mut server = crate::cli_ops::serve_on(&app, port, &[]).await;
@@ -309,15 +307,13 @@ async fn on_sigterm_requests_in_flight_finish_and_new_connections_are_refused() 
 
     let pid = server.0.id().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let mut refused = false;
-    for _ in 0..50 {
-        if tokio::net::TcpStream::connect(&addr).await.is_err() {
-            refused = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(refused, "the listener still accepted connections after SIGTERM");
+    let signalled = std::time::Instant::now();
+    wait_for("the listener to refuse connections", || std::net::TcpStream::connect(&addr).is_err()).await;
+    assert!(
+        signalled.elapsed() < std::time::Duration::from_millis(2500),
+        "refused only after {:?}",
+        signalled.elapsed()
+    );
 
     stream.write_all(rest.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
@@ -326,12 +322,10 @@ async fn on_sigterm_requests_in_flight_finish_and_new_connections_are_refused() 
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
     assert!(answer.contains("INVALID_CREDENTIALS"), "{answer}");
     let mut exited = None;
-    for _ in 0..100 {
-        if let Some(status) = server.0.try_wait().unwrap() {
-            exited = Some(status);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_for("the server to exit", || {
+        exited = server.0.try_wait().unwrap();
+        exited.is_some()
+    })
+    .await;
     assert!(exited.is_some_and(|s| s.success()), "{exited:?}");
 }
